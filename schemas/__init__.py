@@ -1,0 +1,94 @@
+"""Table schemas of a tape: the single source of truth for columns, units and meanings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from .tables import BOOTTIME_NS, TABLES, Column, Table
+
+# Major bumps when an existing column changes meaning or type (readers refuse a
+# newer major); minor bumps when columns or tables are added. Log every change
+# in CHANGES.md.
+SCHEMA_VERSION = "1.0"
+SCHEMA_MAJOR = int(SCHEMA_VERSION.split(".")[0])
+
+TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
+_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+
+
+def table(name: str) -> Table:
+    """The declared table `name`; KeyError names the known tables."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r} (tables: {', '.join(TABLE_NAMES)})") from None
+
+
+def schema(name: str) -> pa.Schema:
+    return table(name).schema
+
+
+def _to_array(values: Any, col: Column, length: int) -> pa.Array:
+    if values is None:
+        if not col.nullable:
+            raise ValueError(f"column {col.name} is not nullable and was not given")
+        return pa.nulls(length, type=col.type)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        arr = values
+    else:
+        # numpy arrays and lists alike; strings to dictionary go through string first
+        base = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        arr = pa.array(values, type=base)
+    if arr.type != col.type:
+        arr = arr.cast(col.type)
+    return arr
+
+
+def batch(name: str, columns: Mapping[str, Any]) -> pa.RecordBatch:
+    """Build a RecordBatch of table `name` from column values.
+
+    Values may be lists, numpy arrays or Arrow arrays; missing nullable columns
+    are NULL; `seq`, when omitted, is the in-batch order (the writer renumbers
+    it per table); unknown column names are an error (a typo would otherwise vanish).
+    """
+    t = table(name)
+    unknown = set(columns) - set(t.column_names)
+    if unknown:
+        raise KeyError(f"{name}: unknown columns {sorted(unknown)}")
+    length = None
+    for v in columns.values():
+        if v is not None:
+            length = len(v)
+            break
+    if length is None:
+        length = 0
+    cols = dict(columns)
+    if "seq" in t.column_names and cols.get("seq") is None:
+        # in-batch order; the tape writer renumbers seq across the whole table
+        cols["seq"] = pa.array(range(length), type=pa.int64())
+    arrays = [_to_array(cols.get(c.name), c, length) for c in t.columns]
+    return pa.RecordBatch.from_arrays(arrays, schema=t.schema)
+
+
+def empty_table(name: str) -> pa.Table:
+    return pa.Table.from_batches([], schema=schema(name))
+
+
+__all__ = [
+    "BOOTTIME_NS",
+    "SCHEMA_MAJOR",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "TABLE_NAMES",
+    "Column",
+    "Table",
+    "batch",
+    "empty_table",
+    "schema",
+    "table",
+]
