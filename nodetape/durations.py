@@ -33,4 +33,4 @@ def format_duration_ns(ns: int) -> str:
         return f"{ns // 1_000_000_000}s"
     if ns % 1_000_000 == 0:
         return f"{ns // 1_000_000}ms"
-    return f"{ns / 1e9:g}s"
+    return f"{ns / 1e9:.1f}s" if ns >= 1_000_000_000 else f"{ns / 1e6:.1f}ms"

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .clock import boottime_ns
 from .manifest import MANIFEST, atomic_write_json
 from .schemas import schema as schema_of
 
@@ -139,6 +140,8 @@ class TapeWriter:
             if buf.rows:
                 self._flush_table(buf)
         self._last_flush = self._clock()
+        # how far a tape that is never closed (SIGKILL) is known to reach
+        self.manifest["last_flush_ns"] = boottime_ns()
         self.write_manifest()
 
     def _flush_table(self, buf: _TableBuffer) -> None:

@@ -1,0 +1,110 @@
+"""Named DuckDB queries: one .sql file each, with a header that declares it.
+
+Header format (comment lines at the top of the file):
+
+    -- name: throttle_timeline
+    -- description: One row per cgroup and window: throttling, CPU use, quota, PSI.
+    -- param: window = 1s  (window length; a duration)
+    -- columns: cgroup_path, pod_uid, ...
+
+Parameters are bound as DuckDB prepared-statement parameters ($name), never
+pasted into SQL text. A parameter whose default is a duration (500ms, 1s, 15m)
+is bound as nanoseconds (BIGINT) under the same name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+
+from ..durations import parse_duration_ns
+from ..errors import QueryError
+
+_HEADER = re.compile(r"^--\s*(name|description|param|columns):\s*(.*)$")
+_PARAM = re.compile(r"^(\w+)\s*=\s*(\S+)\s*(?:\((.*)\))?\s*$")
+
+
+@dataclass
+class Param:
+    name: str
+    default: str
+    doc: str = ""
+
+    @property
+    def is_duration(self) -> bool:
+        try:
+            parse_duration_ns(self.default)
+            return not self.default.lstrip("-").isdigit()
+        except ValueError:
+            return False
+
+    def bind(self, text: str):
+        if self.is_duration:
+            try:
+                return parse_duration_ns(text)
+            except ValueError:
+                raise QueryError(f"--param {self.name}={text}: not a duration (e.g. 500ms, 1s, 5m)") from None
+        if re.fullmatch(r"-?\d+", text):
+            return int(text)
+        if re.fullmatch(r"-?\d+\.\d*", text):
+            return float(text)
+        return text
+
+
+@dataclass
+class NamedQuery:
+    name: str
+    description: str
+    sql: str
+    params: dict[str, Param] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+
+    def bind(self, given: dict[str, str]) -> dict:
+        unknown = set(given) - set(self.params)
+        if unknown:
+            known = ", ".join(self.params) or "none"
+            raise QueryError(f"query {self.name}: unknown --param {', '.join(sorted(unknown))} (parameters: {known})")
+        values = {}
+        for p in self.params.values():
+            values[p.name] = p.bind(given.get(p.name, p.default))
+        # bind only the parameters the SQL uses: DuckDB rejects unused named parameters
+        return {k: v for k, v in values.items() if re.search(rf"\${k}\b", self.sql)}
+
+
+def parse_query(text: str, fallback_name: str) -> NamedQuery:
+    q = NamedQuery(fallback_name, "", text)
+    for line in text.splitlines():
+        m = _HEADER.match(line.strip())
+        if not m:
+            if line.strip() and not line.strip().startswith("--"):
+                break
+            continue
+        key, value = m.group(1), m.group(2).strip()
+        if key == "name":
+            q.name = value
+        elif key == "description":
+            q.description = value
+        elif key == "columns":
+            q.columns = [c.strip() for c in value.split(",") if c.strip()]
+        elif key == "param":
+            pm = _PARAM.match(value)
+            if pm:
+                q.params[pm.group(1)] = Param(pm.group(1), pm.group(2), (pm.group(3) or "").strip())
+    return q
+
+
+def catalog() -> dict[str, NamedQuery]:
+    out = {}
+    for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            q = parse_query(entry.read_text(), entry.name[:-4])
+            out[q.name] = q
+    return out
+
+
+def get(name: str) -> NamedQuery:
+    cat = catalog()
+    if name not in cat:
+        raise QueryError(f"unknown query {name!r} (see 'nodetape query --list': {', '.join(cat) or 'none'})")
+    return cat[name]

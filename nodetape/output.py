@@ -1,0 +1,134 @@
+"""One output module for every read command: table, csv, json, jsonl, parquet.
+
+Input is a pyarrow Table; timestamps print as ISO 8601 (UTC), floats with up to
+6 significant decimals in text formats, so output is stable and easy to pipe.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import shutil
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+
+
+def _plain(v):
+    """A JSON-friendly Python value."""
+    if isinstance(v, dt.datetime):
+        return v.isoformat(timespec="microseconds")
+    if isinstance(v, (dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) >= 1e6 or (v != 0 and abs(v) < 1e-3) else f"{round(v, 6):g}"
+    v = _plain(v)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def rows(table: pa.Table):
+    names = table.column_names
+    for batch in table.to_batches():
+        cols = [c.to_pylist() for c in batch.columns]
+        for i in range(batch.num_rows):
+            yield {n: cols[j][i] for j, n in enumerate(names)}
+
+
+def write_jsonl(table: pa.Table, out: IO[str]) -> None:
+    for r in rows(table):
+        out.write(json.dumps({k: _plain(v) for k, v in r.items()}, ensure_ascii=False) + "\n")
+
+
+def write_json(table: pa.Table, out: IO[str]) -> None:
+    out.write("[")
+    for i, r in enumerate(rows(table)):
+        out.write(("," if i else "") + "\n  " + json.dumps({k: _plain(v) for k, v in r.items()}, ensure_ascii=False))
+    out.write("\n]\n" if table.num_rows else "]\n")
+
+
+def write_csv(table: pa.Table, out: IO[str]) -> None:
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(table.column_names)
+    for r in rows(table):
+        w.writerow([_text(v) for v in r.values()])
+
+
+def render_table(table: pa.Table, max_width: int | None = None, max_cell: int = 60) -> str:
+    """Aligned text columns; numbers right-aligned; long cells shortened with '…'."""
+    names = table.column_names
+    if max_width is None:
+        max_width = shutil.get_terminal_size((160, 24)).columns
+    cells = [[_text(v) for v in r.values()] for r in rows(table)]
+    cells = [[c if len(c) <= max_cell else c[: max_cell - 1] + "…" for c in r] for r in cells]
+    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+               for f in table.schema]
+    widths = [max([len(n)] + [len(r[j]) for r in cells]) for j, n in enumerate(names)]
+
+    def line(vals):
+        parts = [v.rjust(widths[j]) if numeric[j] else v.ljust(widths[j]) for j, v in enumerate(vals)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(names), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    out.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
+    return "\n".join(out) + "\n"
+
+
+def write(table: pa.Table, fmt: str, output: str | Path | None = None) -> None:
+    """Write `table` in `fmt` to `output` (a path) or stdout."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if output is None:
+            if sys.stdout.isatty():
+                raise ValueError("--format parquet writes binary: give --output FILE or pipe stdout")
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            sys.stdout.buffer.write(sink.getvalue().to_pybytes())
+        else:
+            pq.write_table(table, str(output), compression="zstd")
+        return
+    buf = io.StringIO()
+    if fmt == "table":
+        buf.write(render_table(table, max_width=None if output is None else 10**9))
+    elif fmt == "csv":
+        write_csv(table, buf)
+    elif fmt == "json":
+        write_json(table, buf)
+    else:
+        write_jsonl(table, buf)
+    if output is None:
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+    else:
+        Path(output).write_text(buf.getvalue())

@@ -1,0 +1,60 @@
+"""Live progress while recording, and the summary at the end."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO
+
+from .clock import boottime_ns
+
+
+class LiveProgress:
+    """Called by the recorder about once a second; redraws one line on a terminal.
+
+    Off a terminal it prints nothing live (logs stay clean); the summary still prints.
+    """
+
+    def __init__(self, stream: IO[str] = sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._drawn = False
+
+    def __call__(self, rec) -> None:
+        if not self.tty:
+            return
+        elapsed = (boottime_ns() - rec.start_ns) / 1e9
+        top = sorted(((n, r) for n, r in rec.rows.items() if n != "recorder_stats"), key=lambda x: -x[1])[:5]
+        dropped = sum(st.source.stats.dropped for st in rec.states if st.source is not None)
+        active = sum(1 for st in rec.states if st.status == "active")
+        parts = "  ".join(f"{n} {r:,}" for n, r in top) or "waiting for rows"
+        line = f"\r\x1b[2K● rec {elapsed:6.1f}s  {active} sources  {parts}  drops {dropped:,}"
+        self.stream.write(line[: 2 + 200])
+        self.stream.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+
+def print_summary(out: Path, manifest: dict, stream: IO[str]) -> None:
+    start, end = manifest.get("start_ns"), manifest.get("end_ns")
+    secs = (end - start) / 1e9 if start and end else 0
+    tables = manifest.get("tables", {})
+    total = sum(t["rows"] for t in tables.values())
+    size = sum(t["bytes"] for t in tables.values())
+    w = stream.write
+    w(f"recorded {secs:.1f}s into {out}: {total:,} rows, {size / 1024:.0f} KiB\n")
+    for name, t in sorted(tables.items()):
+        w(f"  {name:<16} {t['rows']:>10,} rows\n")
+    sources = manifest.get("sources", {})
+    dropped = {n: s for n, s in sources.items() if s.get("dropped")}
+    for n, s in dropped.items():
+        w(f"  ! {n}: {s['dropped']:,} events dropped ({s.get('drop_reason')})\n")
+    unavailable = {n: s for n, s in sources.items() if s.get("status") in ("unavailable", "failed")}
+    if unavailable:
+        w(f"{len(unavailable)} source(s) did not run (see 'nodetape info {out}'):\n")
+        for n, s in unavailable.items():
+            w(f"  - {n}: {s.get('reason')}\n")
