@@ -31,6 +31,8 @@ def format_duration_ns(ns: int) -> str:
         return f"{ns // 60_000_000_000}m"
     if ns % 1_000_000_000 == 0:
         return f"{ns // 1_000_000_000}s"
+    if ns > 1_000_000_000 and ns % 100_000_000 == 0:
+        return f"{ns / 1e9:g}s"
     if ns % 1_000_000 == 0:
         return f"{ns // 1_000_000}ms"
     return f"{ns / 1e9:.1f}s" if ns >= 1_000_000_000 else f"{ns / 1e6:.1f}ms"

@@ -113,7 +113,9 @@ class TapeWriter:
                 # seq is per table, in the order rows reached the writer: it breaks
                 # ties on ts_ns between sources as well as within one
                 i = b.schema.get_field_index("seq")
-                b = b.set_column(i, "seq", pa.array(range(buf.next_seq, buf.next_seq + b.num_rows), type=pa.int64()))
+                arrays = list(b.columns)
+                arrays[i] = pa.array(range(buf.next_seq, buf.next_seq + b.num_rows), type=pa.int64())
+                b = pa.RecordBatch.from_arrays(arrays, schema=buf.schema)
                 buf.next_seq += b.num_rows
             buf.batches.append(b)
             buf.rows += b.num_rows
