@@ -1,0 +1,290 @@
+"""eBPF sources through bcc: one module and one .bpf.c program per source.
+
+Shared here: the base class (lazy compile in start(), detach before the last
+read, drop counters), batch reads of kernel hash maps into numpy, the syscall
+name table and cgroup id -> path resolution.
+
+Nothing is compiled at import: bcc is imported and programs are built in
+start(), so `nodetape --help` and machines without bcc are unaffected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .... import bpf_env
+from ...source import BaseSource, Batches, RecordContext, SourceUnavailable
+
+HERE = Path(__file__).resolve().parent
+
+# index in every program's `drops` per-CPU array -> drop_reason (recorder_stats)
+DROP_REASONS = ("ringbuf_full", "rate_limit", "map_full")
+
+
+# -- syscall names -------------------------------------------------------------
+
+_UNISTD = (
+    "/usr/include/x86_64-linux-gnu/asm/unistd_64.h",  # linux-libc-dev
+    "/usr/include/asm/unistd_64.h",
+)
+_NR = re.compile(r"^#define __NR_(\w+)\s+(\d+)\s*$", re.M)
+
+
+def parse_unistd(text: str) -> dict[int, str]:
+    """'#define __NR_read 0' lines -> {0: 'read'}."""
+    return {int(nr): name for name, nr in _NR.findall(text)}
+
+
+def syscall_names() -> dict[int, str]:
+    """Syscall number -> name for this architecture, from the installed uapi
+    headers (the kernel's own table), completed by bcc's table; never guessed."""
+    names: dict[int, str] = {}
+    ksrc = os.environ.get("BCC_KERNEL_SOURCE")
+    candidates = list(_UNISTD)
+    if ksrc:
+        candidates.insert(0, f"{ksrc}/arch/x86/include/generated/uapi/asm/unistd_64.h")
+    for c in candidates:
+        try:
+            names.update({k: v for k, v in parse_unistd(Path(c).read_text()).items() if k not in names})
+        except OSError:
+            continue
+    try:
+        table = bpf_env.import_bcc().syscall.syscalls
+        for nr, name in table.items():
+            names.setdefault(nr, name.decode())
+    except (SourceUnavailable, AttributeError):
+        pass
+    return names
+
+
+# -- cgroup id -> path ---------------------------------------------------------
+
+def cgroup_id_paths(v2_root: Path) -> dict[int, str]:
+    """cgroup2 id -> path relative to the root ('/' for the root).
+
+    The id bpf_get_current_cgroup_id() returns is the kernfs node id, which is
+    the inode number of the cgroup's directory (kernel/cgroup/cgroup.c)."""
+    out: dict[int, str] = {}
+    root = str(v2_root)
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            out[os.stat(d).st_ino] = d[len(root):] or "/"
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue  # removed while we walked
+    return out
+
+
+class CgroupIdResolver:
+    """Caches cgroup_id_paths and rescans (at most once per `min_rescan_ns`) on a miss."""
+
+    def __init__(self, v2_root: Path | None, clock=None, min_rescan_ns: int = 1_000_000_000):
+        self.v2_root = v2_root
+        self.paths: dict[int, str] = {}
+        self._clock = clock
+        self._min = min_rescan_ns
+        self._last = None
+        if v2_root is not None:
+            self.rescan()
+
+    def rescan(self) -> None:
+        if self.v2_root is not None:
+            self.paths = cgroup_id_paths(self.v2_root)
+            self._last = self._clock() if self._clock else None
+
+    def path(self, cgroup_id: int) -> str | None:
+        p = self.paths.get(cgroup_id)
+        if p is None and self.v2_root is not None:
+            now = self._clock() if self._clock else None
+            if now is None or self._last is None or now - self._last >= self._min:
+                self.rescan()
+                p = self.paths.get(cgroup_id)
+        return p
+
+
+def shared_resolver(ctx: RecordContext) -> CgroupIdResolver:
+    """One resolver per recording, shared by all sources through ctx.shared."""
+    r = ctx.shared.get("cgroup_id_resolver")
+    if r is None:
+        r = ctx.shared["cgroup_id_resolver"] = CgroupIdResolver(ctx.layout.v2_root, ctx.clock)
+    return r
+
+
+# -- map reads -----------------------------------------------------------------
+
+def read_hash(table, key_dtype: np.dtype, val_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """All (key, value) pairs of a BPF hash map, with BPF_MAP_LOOKUP_BATCH into numpy
+    buffers (one syscall per few thousand entries, no Python call per entry).
+
+    bcc's own items_lookup_batch passes one ctypes object as both the batch
+    token and the count (table.py, bcc 0.26), so we call libbcc directly."""
+    lib = bpf_env.import_bcc().libbcc.lib
+    cap = table.max_entries
+    keys = np.zeros(cap, dtype=key_dtype)
+    vals = np.zeros(cap, dtype=val_dtype)
+    # hash maps use a u32 bucket index as the batch token (kernel/bpf/hashtab.c)
+    in_tok, out_tok, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
+    count_p = ctypes.cast(ctypes.pointer(count), ctypes.c_void_p)
+    total = 0
+    first = True
+    while total < cap:
+        count.value = cap - total
+        res = lib.bpf_lookup_batch(
+            table.map_fd,
+            None if first else ctypes.byref(in_tok),
+            ctypes.byref(out_tok),
+            ctypes.c_void_p(keys.ctypes.data + total * keys.itemsize),
+            ctypes.c_void_p(vals.ctypes.data + total * vals.itemsize),
+            count_p,
+        )
+        err = ctypes.get_errno()
+        total += count.value
+        if res != 0:
+            if err == errno.ENOENT:
+                break
+            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name if hasattr(table, 'name') else 'map'}: {os.strerror(err)}")
+        first = False
+        in_tok.value = out_tok.value
+    return keys[:total], vals[:total]
+
+
+def delete_keys(table, keys: np.ndarray) -> None:
+    if len(keys) == 0:
+        return
+    lib = bpf_env.import_bcc().libbcc.lib
+    keys = np.ascontiguousarray(keys)
+    count = ctypes.c_uint32(len(keys))
+    lib.bpf_delete_batch(table.map_fd, ctypes.c_void_p(keys.ctypes.data),
+                         ctypes.cast(ctypes.pointer(count), ctypes.c_void_p))
+
+
+def percpu_sums(table, n: int) -> list[int]:
+    """Sum over CPUs of entries 0..n-1 of a per-CPU u64 array."""
+    out = []
+    for i in range(n):
+        vals = table[ctypes.c_int(i)]
+        out.append(int(sum(v for v in vals)))
+    return out
+
+
+# -- stderr of libbcc ----------------------------------------------------------
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Capture what libbcc (C) prints on fd 2 (the kernel's verifier/attach errors)."""
+    holder = {"text": ""}
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield holder
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            holder["text"] = tmp.read().decode(errors="replace")
+
+
+# -- base class ----------------------------------------------------------------
+
+class BpfSource(BaseSource):
+    """A source backed by one bcc program (HERE/<program>)."""
+
+    program: ClassVar[str] = ""
+    needs = "root (CAP_BPF + CAP_PERFMON), bcc (python3-bpfcc), tracefs, kernel headers (linux-headers-<arch>)"
+    # tracepoints the program attaches to, checked in start() for a precise reason
+    tracepoints: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bpf = None
+        self.compile_ns: int | None = None
+        self._drop_counts = [0] * len(DROP_REASONS)
+
+    def probe(self, ctx: RecordContext) -> None:
+        bpf_env.check_privileges()
+        bpf_env.import_bcc()
+
+    def cflags(self, ctx: RecordContext) -> list[str]:
+        return [f"-DOWN_TGID={ctx.own_pid}"]
+
+    def program_text(self, ctx: RecordContext) -> str:
+        common = (HERE / "common.h").read_text()
+        return common + "\n" + (HERE / self.program).read_text()
+
+    def start(self, ctx: RecordContext) -> Batches:
+        super().start(ctx)
+        bpf_env.probe_bpf()
+        for tp in self.tracepoints:
+            bpf_env.tracepoint_format(*tp.split(":"))
+        t0 = ctx.clock()
+        bcc = bpf_env.import_bcc()
+        failure = None
+        with captured_stderr() as err:
+            try:
+                self.bpf = bcc.BPF(text=self.program_text(ctx), cflags=self.cflags(ctx))
+            except Exception as e:  # bcc raises plain Exception; the kernel's words went to fd 2
+                failure = e
+        if failure is not None:
+            raise SourceUnavailable(f"compiling/loading {self.program} failed: {failure}: {err_tail(err)}")
+        self.compile_ns = ctx.clock() - t0
+        ctx.shared.setdefault("bpf_compile_ns", {})[self.name] = self.compile_ns
+        return []
+
+    def update_drops(self) -> None:
+        """Copy the program's in-kernel drop counters into stats."""
+        if self.bpf is None:
+            return
+        try:
+            sums = percpu_sums(self.bpf["drops"], len(DROP_REASONS))
+        except KeyError:
+            return
+        self._drop_counts = sums
+        self.stats.dropped = sum(sums)
+        reasons = [r for r, n in zip(DROP_REASONS, sums) if n]
+        self.stats.drop_reason = ",".join(reasons) if reasons else None
+
+    def detach(self) -> None:
+        """Stop new events (detach all tracepoints) while keeping the maps readable."""
+        if self.bpf is None:
+            return
+        for tp in list(getattr(self.bpf, "tracepoint_fds", {})):
+            with contextlib.suppress(Exception):
+                self.bpf.detach_tracepoint(tp)
+
+    def close_bpf(self) -> None:
+        if self.bpf is not None:
+            with contextlib.suppress(Exception):
+                self.bpf.cleanup()
+            self.bpf = None
+
+
+def err_tail(err: dict, n: int = 400) -> str:
+    text = " ".join(err.get("text", "").split())
+    return text[-n:] if text else "(no message)"
+
+
+__all__ = [
+    "BpfSource",
+    "CgroupIdResolver",
+    "DROP_REASONS",
+    "cgroup_id_paths",
+    "parse_unistd",
+    "read_hash",
+    "shared_resolver",
+    "syscall_names",
+]

@@ -1,0 +1,39 @@
+/* Shared by every nodetape BPF program (prepended by bpf/__init__.py).
+ *
+ * drops: per-CPU counters of what the program could not record, indexed as
+ * DROP_REASONS in __init__.py; per-CPU so counting a drop never contends. */
+#define DROP_RINGBUF_FULL 0
+#define DROP_RATE_LIMIT 1
+#define DROP_MAP_FULL 2
+BPF_PERCPU_ARRAY(drops, u64, 3);
+
+static __always_inline void count_drop(int reason) {
+    u64 *d = drops.lookup(&reason);
+    if (d)
+        *d += 1;  /* per-CPU slot; tracepoint programs do not nest on one CPU */
+}
+
+/* The recorder's own process (OWN_TGID, -D flag) is ignored in the kernel so
+ * that recording never feeds on itself. */
+static __always_inline int is_self(void) {
+    return (bpf_get_current_pid_tgid() >> 32) == OWN_TGID;
+}
+
+#ifdef RATE_PER_CPU_NS
+/* Token bucket per CPU as a virtual clock (GCRA): each event costs
+ * RATE_PER_CPU_NS of budget; up to RATE_BURST_NS of budget may be borrowed. */
+BPF_PERCPU_ARRAY(rate_tat, u64, 1);
+static __always_inline int rate_ok(u64 now) {
+    int z = 0;
+    u64 *tat = rate_tat.lookup(&z);
+    if (!tat)
+        return 1;
+    u64 t = *tat > now ? *tat : now;
+    if (t - now > RATE_BURST_NS) {
+        count_drop(DROP_RATE_LIMIT);
+        return 0;
+    }
+    *tat = t + RATE_PER_CPU_NS;
+    return 1;
+}
+#endif
