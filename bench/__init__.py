@@ -1,0 +1,1 @@
+"""nodetape benchmarks: `./run bench` (or `python -m bench`) writes BENCHMARKS.md and bench/results.json."""

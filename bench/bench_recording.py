@@ -1,0 +1,72 @@
+"""Idle overhead and storage: what a recording costs the node and the disk.
+
+Idle: `nodetape record` with every source this node can run, on an idle node,
+for D seconds: the recorder's CPU % of one core and RSS, read from /proc beside
+the recorder's own recorder_stats. In-kernel BPF time is not in the process's
+CPU time; the syscall benchmark measures that side.
+
+Storage: bytes per row of each table and bytes per second of recording, for
+the idle node and for a busy one (a stress-ng mix of forks, execs, opens and
+syscalls in a cgroup, while recording).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+from .common import WORK, nodetape_cmd, proc_cpu_seconds, proc_rss_bytes
+
+
+def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
+    tape = WORK / name
+    shutil.rmtree(tape, ignore_errors=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    rec = subprocess.Popen(nodetape_cmd("record", str(tape), "--duration", f"{seconds}s", "--quiet"))
+    loader = None
+    cpu0 = None
+    rss_samples = []
+    try:
+        time.sleep(min(5.0, seconds / 4))  # past start-up (BPF compiles) before measuring
+        cpu0, t0 = proc_cpu_seconds(rec.pid), time.monotonic()
+        if load:
+            loader = subprocess.Popen(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while rec.poll() is None:
+            try:
+                cpu1, t1 = proc_cpu_seconds(rec.pid), time.monotonic()
+                rss_samples.append(proc_rss_bytes(rec.pid))
+            except (OSError, IndexError):
+                break
+            time.sleep(0.5)
+    finally:
+        if loader:
+            loader.kill()
+            loader.wait()
+        rec.wait()
+    manifest = json.loads((tape / "manifest.json").read_text())
+    wall = (manifest["end_ns"] - manifest["start_ns"]) / 1e9
+    tables = manifest["tables"]
+    return {
+        "cpu_pct": 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9),
+        "rss_max_bytes": max(rss_samples) if rss_samples else None,
+        "rss_last_bytes": rss_samples[-1] if rss_samples else None,
+        "seconds": wall,
+        "bytes": sum(t["bytes"] for t in tables.values()),
+        "bytes_per_s": sum(t["bytes"] for t in tables.values()) / wall,
+        "tables": {k: {"rows": v["rows"], "bytes": v["bytes"], "bytes_per_row": v["bytes"] / max(v["rows"], 1)}
+                   for k, v in sorted(tables.items())},
+        "sources_active": sorted(k for k, v in manifest["sources"].items() if v["status"] in ("active", "stopped")),
+        "sources_unavailable": {k: v["reason"] for k, v in manifest["sources"].items()
+                                if v["status"] not in ("active", "stopped")},
+    }
+
+
+def run(quick: bool = False) -> dict:
+    idle_s = 15 if quick else 60
+    busy_s = 10 if quick else 30
+    idle = _record("idle", idle_s)
+    busy_load = ["stress-ng", "--fork", "1", "--exec", "1", "--open", "1", "--getpid", "1", "--timeout", f"{busy_s}s"]
+    busy = _record("busy", busy_s, load=busy_load if shutil.which("stress-ng") else None)
+    return {"idle": idle, "busy": busy}

@@ -1,0 +1,48 @@
+"""Shared helpers for the benchmark modules: repeats, medians with spread, process CPU."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "bench" / "work"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def median_spread(values: list[float]) -> dict:
+    """Median with the spread (min..max) and the count, as every figure is reported."""
+    vals = sorted(values)
+    return {"median": statistics.median(vals), "min": vals[0], "max": vals[-1], "n": len(vals)}
+
+
+def fmt_ms(d: dict, scale: float = 1.0, unit: str = "") -> str:
+    return f"{d['median'] * scale:.3g}{unit} ({d['min'] * scale:.3g}–{d['max'] * scale:.3g}, n={d['n']})"
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def nodetape_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nodetape.cli", *args]
+
+
+def run_quiet(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def now() -> float:
+    return time.monotonic()
