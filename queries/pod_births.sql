@@ -1,0 +1,212 @@
+-- name: pod_births
+-- description: The birth of every pod and container cgroup created during the tape, stage by stage, with offsets from the cgroup's creation.
+-- columns: pod_uid, container_id, cgroup_path, stage, ts, offset_ms, detail, host
+--
+-- One row per observed stage of each Kubernetes cgroup (pod level: container_id
+-- NULL; then its containers), in time order within the container:
+--   cgroup_created      first mkdir of the cgroup in any hierarchy; on a hybrid
+--                       host the same cgroup is created in cpu, memory, pids, ...
+--                       and unified: one row, the earliest, naming them all
+--   process_attached    first task moved into it
+--   namespaces_isolated first of its processes whose namespaces differ from the
+--                       host's (pid 1 rows of `namespaces`)
+--   exec                first exec inside it (the container's entrypoint)
+--   first_syscalls      first in-kernel syscall count charged to it
+--   populated           cgroup.events said populated 1
+-- A stage is present only when observed. eBPF rows (source 'ebpf') are preferred;
+-- without them the query falls back to inotify and /proc scan rows, and each
+-- `detail` says which one it used ("via ebpf", "via inotify", "via /proc scan").
+-- eBPF rows carry the cgroup2 id, so they are joined through the 'unified'
+-- hierarchy's cgroup_id (it differs per hierarchy).
+WITH
+ev AS (
+    SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
+           pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_events
+    WHERE pod_uid IS NOT NULL
+),
+-- one entity per (host, pod, container); its creation from eBPF when any eBPF row saw it
+created AS (
+    SELECT host, pod_uid, ckey, source, ts_ns, ts, seq, hierarchy, cgroup_path
+    FROM ev WHERE kind = 'created'
+),
+ent AS (
+    SELECT host, pod_uid, ckey,
+           bool_or(source = 'ebpf') AS by_ebpf,
+           arg_min(ts_ns, (source <> 'ebpf', ts_ns, seq)) AS t0,
+           arg_min(ts, (source <> 'ebpf', ts_ns, seq)) AS t0_ts,
+           arg_min(hierarchy, (source <> 'ebpf', ts_ns, seq)) AS first_hierarchy,
+           arg_min(cgroup_path, (source <> 'ebpf', ts_ns, seq)) AS cgroup_path,
+           string_agg(DISTINCT hierarchy, ', ' ORDER BY hierarchy) AS hierarchies,
+           count(DISTINCT hierarchy) AS n_hierarchies
+    FROM created
+    GROUP BY ALL
+),
+-- the cgroup2 id (what eBPF reports) and every path the entity has, across hierarchies
+ids AS (
+    SELECT DISTINCT e.host, e.pod_uid, e.ckey, v.cgroup_id
+    FROM ent e JOIN ev v USING (host, pod_uid, ckey)
+    WHERE v.hierarchy = 'unified' AND v.cgroup_id IS NOT NULL AND v.kind IN ('created', 'seen')
+),
+paths AS (
+    SELECT DISTINCT e.host, e.pod_uid, e.ckey, v.cgroup_path
+    FROM ent e JOIN ev v USING (host, pod_uid, ckey)
+),
+-- processes of each entity: eBPF lineage rows by cgroup2 id, /proc scan rows by path
+procs AS (
+    SELECT i.host, i.pod_uid, i.ckey, p.ts_ns, p.ts, p.seq, p.source, p.event, p.pid, p.tgid,
+           p.comm, p.filename
+    FROM processes p JOIN ids i ON p.host = i.host AND p.cgroup_id = i.cgroup_id
+    WHERE p.source = 'ebpf'
+    UNION ALL
+    SELECT pa.host, pa.pod_uid, pa.ckey, p.ts_ns, p.ts, p.seq, p.source, p.event, p.pid, p.tgid,
+           p.comm, p.filename
+    FROM processes p JOIN paths pa ON p.host = pa.host AND p.cgroup_path = pa.cgroup_path
+    WHERE p.source <> 'ebpf'
+),
+-- attach: the cgroup_attach_task tracepoint when recorded, else the first process
+-- found inside (eBPF lineage, then /proc scans: attached at or before that moment)
+attach_cand AS (
+    SELECT v.host, v.pod_uid, v.ckey, v.ts_ns, v.ts, v.seq, 0 AS pref, v.pid, v.comm,
+           'via ebpf cgroup_attach_task (' || v.hierarchy || ')' AS how
+    FROM ev v JOIN ent e USING (host, pod_uid, ckey)
+    WHERE v.kind = 'attach' AND v.ts_ns >= e.t0
+    UNION ALL
+    SELECT p.host, p.pod_uid, p.ckey, p.ts_ns, p.ts, p.seq,
+           CASE WHEN p.source = 'ebpf' THEN 1 ELSE 2 END, coalesce(p.tgid, p.pid), p.comm,
+           CASE WHEN p.source = 'ebpf' THEN 'via ebpf lineage (' || p.event || ' inside the cgroup)'
+                ELSE 'via /proc scan (attached at or before)' END
+    FROM procs p JOIN ent e USING (host, pod_uid, ckey)
+    WHERE p.ts_ns >= e.t0
+),
+attach AS (
+    SELECT host, pod_uid, ckey, 'process_attached' AS stage,
+           arg_min(ts_ns, (pref, ts_ns, seq)) AS ts_ns, arg_min(ts, (pref, ts_ns, seq)) AS ts,
+           arg_min('pid ' || pid || coalesce(' (' || comm || ')', '') || ' ' || how, (pref, ts_ns, seq)) AS detail
+    FROM attach_cand GROUP BY ALL
+),
+-- exec: eBPF exec events; without them, the first process a /proc scan found
+-- running something other than the runtime's init (runc:[2:INIT])
+exec_cand AS (
+    SELECT p.host, p.pod_uid, p.ckey, p.ts_ns, p.ts, p.seq,
+           CASE WHEN p.source = 'ebpf' THEN 0 ELSE 1 END AS pref,
+           CASE WHEN p.source = 'ebpf'
+                THEN 'pid ' || p.pid || ' exec ' || coalesce(p.filename, '?') || coalesce(' (comm ' || p.comm || ')', '') || ' via ebpf'
+                ELSE 'pid ' || p.pid || ' runs ' || coalesce(p.filename, '?') || coalesce(' (comm ' || p.comm || ')', '')
+                     || ' via /proc scan (exec at or before)' END AS detail
+    FROM procs p JOIN ent e USING (host, pod_uid, ckey)
+    WHERE p.ts_ns >= e.t0
+      AND ((p.source = 'ebpf' AND p.event = 'exec')
+           OR (p.source <> 'ebpf' AND p.event = 'seen' AND coalesce(p.comm, '') NOT LIKE 'runc%'))
+),
+exec AS (
+    SELECT host, pod_uid, ckey, 'exec' AS stage,
+           arg_min(ts_ns, (pref, ts_ns, seq)) AS ts_ns, arg_min(ts, (pref, ts_ns, seq)) AS ts,
+           arg_min(detail, (pref, ts_ns, seq)) AS detail
+    FROM exec_cand GROUP BY ALL
+),
+-- namespaces: each process of the entity, compared type by type with pid 1's
+host_ns AS (
+    SELECT host, ns_type, min(ns_inode) AS host_inode FROM namespaces WHERE pid = 1 GROUP BY ALL
+),
+ent_pids AS (
+    SELECT DISTINCT host, pod_uid, ckey, pid FROM attach_cand WHERE pid IS NOT NULL
+    UNION
+    SELECT DISTINCT host, pod_uid, ckey, pid FROM procs
+),
+ns_diff AS (
+    SELECT ep.host, ep.pod_uid, ep.ckey, n.pid, min(n.ts_ns) AS ts_ns, min(n.ts) AS ts,
+           string_agg(n.ns_type, ', ' ORDER BY n.ns_type) FILTER (WHERE n.ns_inode <> h.host_inode) AS new_ns,
+           string_agg(n.ns_type, ', ' ORDER BY n.ns_type) FILTER (WHERE n.ns_inode = h.host_inode) AS shared_ns
+    FROM ent_pids ep
+    JOIN ent e USING (host, pod_uid, ckey)
+    JOIN namespaces n ON n.host = ep.host AND n.pid = ep.pid AND n.ts_ns >= e.t0
+    JOIN host_ns h ON h.host = n.host AND h.ns_type = n.ns_type
+    WHERE n.pid <> 1
+    GROUP BY ALL
+),
+nsiso AS (
+    SELECT host, pod_uid, ckey, 'namespaces_isolated' AS stage,
+           min(ts_ns) AS ts_ns, arg_min(ts, (ts_ns, pid)) AS ts,
+           arg_min('pid ' || pid || ': new ' || new_ns || coalesce('; shared with the host: ' || shared_ns, '')
+                   || ' via /proc/PID/ns', (ts_ns, pid)) AS detail
+    FROM ns_diff WHERE new_ns IS NOT NULL
+    GROUP BY ALL
+),
+-- first_syscalls: the first counting interval charging syscalls to the cgroup2 id,
+-- then what was counted in the second that followed
+sc AS (
+    SELECT i.host, i.pod_uid, i.ckey, s.interval_start_ns, s.interval_end_ns, s.interval_start,
+           s.syscall_name, s.syscall_nr, s.count
+    FROM syscall_counts s JOIN ids i ON s.host = i.host AND s.cgroup_id = i.cgroup_id
+    WHERE s.count > 0
+),
+sc_first AS (
+    SELECT sc.host, sc.pod_uid, sc.ckey, min(sc.interval_start_ns) AS first_start
+    FROM sc JOIN ent e USING (host, pod_uid, ckey)
+    WHERE sc.interval_end_ns >= e.t0
+    GROUP BY ALL
+),
+sc_sec AS (
+    SELECT sc.host, sc.pod_uid, sc.ckey, coalesce(sc.syscall_name, '#' || sc.syscall_nr) AS name,
+           sum(sc.count) AS n
+    FROM sc JOIN sc_first f USING (host, pod_uid, ckey)
+    WHERE sc.interval_start_ns < f.first_start + 1000000000 AND sc.interval_start_ns >= f.first_start
+    GROUP BY ALL
+),
+sc_top AS (
+    SELECT host, pod_uid, ckey, sum(n) AS total,
+           sum(n) FILTER (WHERE name IN ('clone', 'clone3', 'fork', 'vfork')) AS clones,
+           string_agg(name || ' ' || n, ', ' ORDER BY n DESC, name) FILTER (WHERE rk <= 5) AS top
+    FROM (SELECT *, row_number() OVER (PARTITION BY host, pod_uid, ckey ORDER BY n DESC, name) AS rk FROM sc_sec)
+    GROUP BY ALL
+),
+first_sc AS (
+    SELECT f.host, f.pod_uid, f.ckey, 'first_syscalls' AS stage,
+           -- the interval may have started before the cgroup existed: the calls came after
+           greatest(f.first_start, e.t0) AS ts_ns,
+           e.t0_ts + to_microseconds(((greatest(f.first_start, e.t0) - e.t0) // 1000)::BIGINT) AS ts,
+           t.total || ' syscalls in the first second (' || coalesce(t.clones, 0) || ' clone/fork); top: '
+               || t.top || ' via ebpf' AS detail
+    FROM sc_first f JOIN ent e USING (host, pod_uid, ckey) JOIN sc_top t USING (host, pod_uid, ckey)
+),
+populated AS (
+    SELECT v.host, v.pod_uid, v.ckey, 'populated' AS stage,
+           arg_min(v.ts_ns, (v.source <> 'ebpf', v.ts_ns, v.seq)) AS ts_ns,
+           arg_min(v.ts, (v.source <> 'ebpf', v.ts_ns, v.seq)) AS ts,
+           arg_min('cgroup.events populated 1 (' || v.hierarchy || ') via ' || v.source, (v.source <> 'ebpf', v.ts_ns, v.seq)) AS detail
+    FROM ev v JOIN ent e USING (host, pod_uid, ckey)
+    WHERE v.kind = 'populated' AND v.ts_ns >= e.t0
+    GROUP BY ALL
+),
+created_stage AS (
+    SELECT host, pod_uid, ckey, 'cgroup_created' AS stage, t0 AS ts_ns, t0_ts AS ts,
+           'mkdir in ' || n_hierarchies || ' hierarch' || CASE WHEN n_hierarchies = 1 THEN 'y' ELSE 'ies' END
+               || ' (' || hierarchies || '; first: ' || first_hierarchy || ') via '
+               || CASE WHEN by_ebpf THEN 'ebpf' ELSE 'inotify' END AS detail
+    FROM ent
+),
+stages AS (
+    SELECT * FROM created_stage
+    UNION ALL SELECT * FROM attach
+    UNION ALL SELECT * FROM nsiso
+    UNION ALL SELECT * FROM exec
+    UNION ALL SELECT * FROM first_sc
+    UNION ALL SELECT * FROM populated
+),
+pod_order AS (
+    SELECT host, pod_uid, min(t0) AS pod_t0 FROM ent GROUP BY ALL
+)
+SELECT s.pod_uid,
+       nullif(s.ckey, '') AS container_id,
+       e.cgroup_path,
+       s.stage,
+       s.ts,
+       round((s.ts_ns - e.t0) / 1e6, 3) AS offset_ms,
+       s.detail,
+       s.host
+FROM stages s
+JOIN ent e USING (host, pod_uid, ckey)
+JOIN pod_order p USING (host, pod_uid)
+ORDER BY s.host, p.pod_t0, s.pod_uid, s.ckey <> '', e.t0, s.ckey, s.ts_ns,
+         list_position(['cgroup_created', 'process_attached', 'namespaces_isolated', 'exec', 'first_syscalls', 'populated'], s.stage);
