@@ -1,0 +1,275 @@
+"""samples: CPU, throttling, memory and pids counters of every cgroup, every interval.
+
+One row per cgroup per interval (table cgroup_samples). On cgroup2 every value
+comes from the cgroup's own files; on v1 and hybrid hosts the controllers live
+in separate hierarchies and are joined by relative path: cpu.stat and
+cpu.cfs_{quota,period}_us from the cpu hierarchy, cpuacct.usage from cpuacct,
+memory.usage_in_bytes / limit_in_bytes from memory, pids.current from pids. A
+row's `hierarchy` is 'unified' on a pure v2 host, else the hierarchy holding
+the cpu controller (the main one), and its cgroup_id is the inode of the
+cgroup's directory there (NULL if the path exists only in other hierarchies).
+
+Cost (5000 cgroups at 1 s must stay under 5% of a core): descriptors stay open
+and are read with os.pread (fdcache.py), and reads that provably cannot return
+anything new are skipped. Each skip, and why it is lossless:
+
+1. Limits (cpu.max, cpu.cfs_quota_us, cpu.cfs_period_us, memory.max,
+   memory.limit_in_bytes) change only by write(2) to that file; vfs_write()
+   calls fsnotify_modify() for every successful write, so the cgroup tree's
+   inotify watch on the directory sees IN_MODIFY with the file's name. The
+   tree is drained synchronously right before each sample, so every write that
+   completed before the sample is known. Limits are read when a cgroup appears,
+   after a write to one of them, after a write to the parent's
+   cgroup.subtree_control (v2 files appear), and after an inotify overflow.
+2. v1 cpu.stat (nr_periods, nr_throttled, throttled_time) of a cgroup whose
+   quota is unlimited (-1): these counters only move in the CFS bandwidth
+   period timer and the throttle/unthrottle paths, which run only for a
+   cfs_bandwidth with quota != RUNTIME_INF (kernel/sched/fair.c:
+   do_sched_cfs_period_timer returns before counting when quota is
+   RUNTIME_INF; throttling needs runtime_enabled). Setting the quota to -1
+   unthrottles synchronously inside the write, so the file is read once more
+   at the first sample after any quota write, then reused while unlimited.
+   (v2 cpu.stat also holds usage_usec, so it is always read.)
+3. nr_procs when pids.current read 0 in the same sample: pids.current counts
+   every task of the subtree (charged at fork, uncharged only when a task is
+   released, after it left cgroup.procs), so 0 tasks means an empty
+   cgroup.procs.
+Nothing else is skipped: usage and memory.current can change without any
+notification (memory even without tasks: reclaim, swap-in by other tasks).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ...schemas import batch
+from ..cgroup_tree import CgroupTree, shared_tree
+from ..fdcache import KeptFile
+from ..k8s import identity
+from ..kernelfs import cgroup_files as cf
+from ..kernelfs.cgroupfs import UNIFIED
+from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
+
+_COLS = ("ts_ns", "hierarchy", "cgroup_path", "cgroup_id", "cpu_usage_usec", "nr_periods", "nr_throttled",
+         "throttled_usec", "cpu_quota_usec", "cpu_period_usec", "memory_current", "memory_max",
+         "pids_current", "nr_procs", "pod_uid", "container_id", "qos_class", "runtime")
+_CONFIG_NAMES = frozenset({"cpu.max", "cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.max", "memory.limit_in_bytes"})
+_NO_STAT = (None, None, None)
+
+
+def _kept(path: str | None) -> KeptFile | None:
+    return KeptFile(path) if path is not None else None
+
+
+def _read_text(kf: KeptFile | None) -> str | None:
+    if kf is None:
+        return None
+    try:
+        return kf.read().decode()
+    except OSError:
+        return None
+
+
+class _Cgroup:
+    __slots__ = ("rel", "ident", "ino", "usage", "stat", "mem", "pids", "procs",
+                 "quota_path", "period_path", "memmax_path", "cpu_max_path",
+                 "quota", "period", "memmax", "dirty", "last_stat", "gone")
+
+    def close(self) -> None:
+        for kf in (self.usage, self.stat, self.mem, self.pids, self.procs):
+            if kf is not None:
+                kf.close()
+
+
+def _read_once(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read().decode()
+    except OSError:
+        return None
+
+
+class CgroupSamplesSource(BaseSource):
+    name = "samples"
+    tables = ("cgroup_samples",)
+    summary = "per-cgroup CPU usage, CFS throttling, quota, memory and pids counters, every interval"
+    needs = "a mounted cgroupfs with the cpu, cpuacct, memory or pids controllers (v1) or cgroup2"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tree: CgroupTree | None = None
+        self._cgroups: dict[str, _Cgroup] = {}
+        self._order: list[_Cgroup] = []
+        self._gen = -1
+        self._dirty_all = False
+
+    def probe(self, ctx: RecordContext) -> None:
+        lay = ctx.layout
+        if not lay.hierarchies:
+            raise SourceUnavailable(f"no cgroup hierarchy found under {ctx.cgroup_root} (is cgroupfs mounted?)")
+
+    def start(self, ctx: RecordContext) -> Batches:
+        super().start(ctx)
+        lay = ctx.layout
+        v2 = lay.mode == "v2"
+        if v2:
+            self.h_cpu = self.h_acct = self.h_mem = self.h_pids = UNIFIED
+        else:
+            c = lay.controllers
+            self.h_cpu, self.h_acct, self.h_mem, self.h_pids = c.get("cpu"), c.get("cpuacct"), c.get("memory"), c.get("pids")
+        self.v2 = v2
+        self.main = UNIFIED if v2 else (self.h_cpu or self.h_acct or self.h_mem or self.h_pids)
+        if self.main is None:
+            raise SourceUnavailable(f"no cpu, cpuacct, memory or pids hierarchy under {ctx.cgroup_root}")
+        try:
+            self.tree = shared_tree(ctx)
+        except OSError as e:
+            raise SourceUnavailable(f"inotify: {e.strerror}") from None
+        self.tree.subscribe(self._on_event)
+        self._hiers = {h for h in (self.h_cpu, self.h_acct, self.h_mem, self.h_pids, self.main) if h}
+        return []
+
+    # -- tree events (under the tree lock) ------------------------------------
+    def _on_event(self, ts, kind, hier, rel, name, ino, source) -> None:
+        if kind == "modified":
+            if name in _CONFIG_NAMES:
+                cg = self._cgroups.get(rel)
+                if cg is not None:
+                    cg.dirty = True
+            elif name == "cgroup.subtree_control":
+                prefix = rel.rstrip("/") + "/"
+                for r, cg in self._cgroups.items():
+                    if r.startswith(prefix):
+                        cg.dirty = True
+        elif kind == "overflow":
+            self._dirty_all = True
+
+    # -- cgroup list -----------------------------------------------------------
+    def _sync(self) -> None:
+        nodes = self.tree.nodes
+        rels = {r for (h, r) in nodes if h in self._hiers}
+        for r in [r for r in self._cgroups if r not in rels]:
+            self._cgroups.pop(r).close()
+        for r in sorted(rels - self._cgroups.keys()):
+            self._cgroups[r] = self._new(r, nodes)
+        self._order = [self._cgroups[r] for r in sorted(self._cgroups)]
+        self._gen = self.tree.generation
+
+    def _new(self, rel: str, nodes) -> _Cgroup:
+        tree = self.tree
+
+        def path(h, fname):
+            return tree.path(h, rel) + "/" + fname if h and (h, rel) in nodes else None
+
+        cg = _Cgroup()
+        cg.rel, cg.ident, cg.ino = rel, tuple(identity(rel)), nodes.get((self.main, rel))
+        if self.v2:
+            cg.usage = None
+            cg.stat = _kept(path(UNIFIED, "cpu.stat"))
+            cg.mem = _kept(path(UNIFIED, "memory.current"))
+            cg.cpu_max_path = path(UNIFIED, "cpu.max")
+            cg.quota_path = cg.period_path = None
+            cg.memmax_path = path(UNIFIED, "memory.max")
+        else:
+            cg.usage = _kept(path(self.h_acct, "cpuacct.usage"))
+            cg.stat = _kept(path(self.h_cpu, "cpu.stat"))
+            cg.mem = _kept(path(self.h_mem, "memory.usage_in_bytes"))
+            cg.cpu_max_path = None
+            cg.quota_path = path(self.h_cpu, "cpu.cfs_quota_us")
+            cg.period_path = path(self.h_cpu, "cpu.cfs_period_us")
+            cg.memmax_path = path(self.h_mem, "memory.limit_in_bytes")
+        cg.pids = _kept(path(self.h_pids, "pids.current"))
+        cg.procs = _kept(path(self.main, "cgroup.procs"))
+        cg.quota = cg.period = cg.memmax = None
+        cg.dirty, cg.last_stat, cg.gone = True, None, False
+        return cg
+
+    def _read_config(self, cg: _Cgroup) -> None:
+        if self.v2:
+            text = _read_once(cg.cpu_max_path)
+            cg.quota, cg.period = cf.parse_cpu_max(text) if text is not None else (None, None)
+        else:
+            t = _read_once(cg.quota_path)
+            cg.quota = cf.parse_cfs_quota(t) if t is not None else None
+            t = _read_once(cg.period_path)
+            cg.period = cf.parse_int(t) if t is not None else None
+        t = _read_once(cg.memmax_path)
+        cg.memmax = cf.parse_memory_limit(t) if t is not None else None
+        cg.dirty = False
+
+    # -- sampling --------------------------------------------------------------
+    def poll(self, now_ns: int) -> Batches:
+        if not self.due(now_ns):
+            return []
+        return self.counted(self.sample())
+
+    def sample(self) -> Batches:
+        tree = self.tree
+        tree.drain()  # every write completed before this point is now known (skip rule 1)
+        with tree._lock:  # noqa: SLF001 - the listener marks dirty flags under this lock
+            if tree.generation != self._gen:
+                self._sync()
+            if self._dirty_all:
+                for cg in self._order:
+                    cg.dirty = True
+                self._dirty_all = False
+            order = list(self._order)
+        clock = self.ctx.clock
+        v2 = self.v2
+        main = self.main
+        rows = []
+        append = rows.append
+        for cg in order:
+            ts = clock()
+            try:
+                dirty = cg.dirty
+                if dirty:
+                    self._read_config(cg)
+                if v2:
+                    st = cg.stat
+                    if st is not None:
+                        s = cf.parse_cpu_stat(st.read().decode())
+                        usage, stat = s["cpu_usage_usec"], (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+                    else:
+                        usage, stat = None, _NO_STAT
+                else:
+                    u = cg.usage
+                    usage = int(u.read()) // 1000 if u is not None else None
+                    st = cg.stat
+                    if st is None:
+                        stat = _NO_STAT
+                    elif cg.quota is None and not dirty and cg.last_stat is not None:
+                        stat = cg.last_stat  # skip rule 2: unlimited, counters frozen
+                    else:
+                        s = cf.parse_cpu_stat(st.read().decode())
+                        stat = cg.last_stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+                m = cg.mem
+                mem = int(m.read()) if m is not None else None
+                p = cg.pids
+                pids = int(p.read()) if p is not None else None
+                pr = cg.procs
+                if pids == 0:
+                    nprocs = 0  # skip rule 3
+                else:
+                    nprocs = cf.count_procs(pr.read()) if pr is not None else None
+            except OSError:
+                continue  # removed since the last drain; its `removed` event comes next drain
+            except ValueError:
+                continue
+            append((ts, main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs, *cg.ident))
+        if not rows:
+            return []
+        cols = dict(zip(_COLS, map(list, zip(*rows))))
+        return [("cgroup_samples", batch("cgroup_samples", cols))]
+
+    def stop(self) -> Batches:
+        for cg in self._cgroups.values():
+            cg.close()
+        self._cgroups.clear()
+        if self.tree is not None:
+            self.tree.release()
+            if self.ctx.shared.get("cgroup_tree") is self.tree and self.tree._users <= 0:  # noqa: SLF001
+                self.ctx.shared.pop("cgroup_tree", None)
+        return []
