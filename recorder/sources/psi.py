@@ -1,7 +1,10 @@
 """psi: Pressure Stall Information sampled every interval.
 
-System-wide from PROC/pressure/{cpu,memory,io,irq}. Descriptors stay open and are
-read with os.pread (about 5 us a read here, against 43 us for open/read/close).
+System-wide from PROC/pressure/{cpu,memory,io,irq}, and every cgroup2 cgroup's
+{cpu,memory,io,irq}.pressure (scope = the cgroup path relative to the cgroup2
+root). Descriptors stay open and are read with os.pread (fdcache.py); cgroups
+created during the recording are picked up from the shared inotify tree
+(cgroup_tree.py), or, when cgroupfs cannot be watched, from a rescan each interval.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
+from ..fdcache import KeptFile
+from ..kernelfs.cgroupfs import UNIFIED
 from ..kernelfs.psi import PSI_KEYS, RESOURCES, parse_psi
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 
@@ -21,7 +26,10 @@ class PsiSource(BaseSource):
 
     def __init__(self) -> None:
         super().__init__()
-        self._fds: list[tuple[str, str, int]] = []  # (scope, resource, fd)
+        self._fds: list[tuple[str, str, int]] = []  # (scope, resource, fd) of the system files
+        self._cg: dict[str, list[tuple[str, KeptFile]]] = {}  # rel -> [(resource, file)]
+        self._tree = None
+        self._gen = -1
 
     def probe(self, ctx: RecordContext) -> None:
         d = ctx.proc_root / "pressure"
@@ -39,28 +47,80 @@ class PsiSource(BaseSource):
             except OSError:
                 continue  # irq pressure exists only with CONFIG_IRQ_TIME_ACCOUNTING
             self._fds.append(("system", r, fd))
+        self._v2 = ctx.layout.v2_root
+        if self._v2 is not None and not ctx.options.get("psi_no_cgroups"):
+            try:
+                from ..cgroup_tree import shared_tree
+                self._tree = shared_tree(ctx)
+            except OSError:
+                self._tree = None  # no inotify: rescan each interval instead
         return []
+
+    def _cgroup_rels(self) -> list[str]:
+        if self._tree is not None:
+            return sorted(r for (h, r) in list(self._tree.nodes) if h == UNIFIED)
+        rels, stack = [], ["/"]
+        while stack:
+            r = stack.pop()
+            rels.append(r)
+            try:
+                with os.scandir(str(self._v2) + ("" if r == "/" else r)) as it:
+                    stack.extend(("" if r == "/" else r) + "/" + e.name for e in it if e.is_dir(follow_symlinks=False))
+            except OSError:
+                rels.pop()
+        return sorted(rels)
+
+    def _sync(self) -> None:
+        if self._tree is not None and self._tree.generation == self._gen:
+            return
+        if self._tree is not None:
+            self._tree.drain()
+            self._gen = self._tree.generation
+        rels = set(self._cgroup_rels())
+        for r in [r for r in self._cg if r not in rels]:
+            for _, kf in self._cg.pop(r):
+                kf.close()
+        for r in rels - self._cg.keys():
+            base = str(self._v2) + ("" if r == "/" else r)
+            files = [(res, KeptFile(f"{base}/{res}.pressure")) for res in RESOURCES if os.path.exists(f"{base}/{res}.pressure")]
+            self._cg[r] = files
 
     def poll(self, now_ns: int) -> Batches:
         if not self.due(now_ns):
             return []
-        cols: dict[str, list] = {k: [] for k in ("ts_ns", "scope", "resource", *PSI_KEYS)}
+        rows = []
         for scope, resource, fd in self._fds:
             try:
                 text = os.pread(fd, 4096, 0).decode()
             except OSError:
                 continue
-            ts = self.ctx.clock()
-            parsed = parse_psi(text)
-            cols["ts_ns"].append(ts)
-            cols["scope"].append(scope)
-            cols["resource"].append(resource)
-            for k in PSI_KEYS:
-                cols[k].append(parsed[k])
+            p = parse_psi(text)
+            rows.append((self.ctx.clock(), scope, resource, *(p[k] for k in PSI_KEYS)))
+        if self._v2 is not None and not self.ctx.options.get("psi_no_cgroups"):
+            self._sync()
+            for rel in sorted(self._cg):
+                for resource, kf in self._cg[rel]:
+                    try:
+                        text = kf.read().decode()
+                    except OSError:
+                        continue  # cgroup removed; dropped from the list at the next sync
+                    p = parse_psi(text)
+                    rows.append((self.ctx.clock(), rel, resource, *(p[k] for k in PSI_KEYS)))
+        if not rows:
+            return []
+        cols = dict(zip(("ts_ns", "scope", "resource", *PSI_KEYS), map(list, zip(*rows))))
         return self.counted([("psi_samples", batch("psi_samples", cols))])
 
     def stop(self) -> Batches:
         for _, _, fd in self._fds:
             os.close(fd)
         self._fds = []
+        for files in self._cg.values():
+            for _, kf in files:
+                kf.close()
+        self._cg.clear()
+        if self._tree is not None:
+            self._tree.release()
+            if self.ctx.shared.get("cgroup_tree") is self._tree and self._tree._users <= 0:  # noqa: SLF001
+                self.ctx.shared.pop("cgroup_tree", None)
         return []
