@@ -59,6 +59,7 @@ class NamedQuery:
     sql: str
     params: dict[str, Param] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
+    notes: str = ""  # the comment lines after the header: what the query means, caveats
 
     def bind(self, given: dict[str, str]) -> dict:
         unknown = set(given) - set(self.params)
@@ -74,11 +75,14 @@ class NamedQuery:
 
 def parse_query(text: str, fallback_name: str) -> NamedQuery:
     q = NamedQuery(fallback_name, "", text)
+    notes: list[str] = []
     for line in text.splitlines():
         m = _HEADER.match(line.strip())
         if not m:
             if line.strip() and not line.strip().startswith("--"):
                 break
+            if line.strip().startswith("--"):
+                notes.append(line.strip()[2:].removeprefix(" "))
             continue
         key, value = m.group(1), m.group(2).strip()
         if key == "name":
@@ -91,6 +95,7 @@ def parse_query(text: str, fallback_name: str) -> NamedQuery:
             pm = _PARAM.match(value)
             if pm:
                 q.params[pm.group(1)] = Param(pm.group(1), pm.group(2), (pm.group(3) or "").strip())
+    q.notes = "\n".join(notes).strip("\n")
     return q
 
 

@@ -149,7 +149,7 @@ sc_first AS (
 ),
 sc_sec AS (
     SELECT sc.host, sc.pod_uid, sc.ckey, coalesce(sc.syscall_name, '#' || sc.syscall_nr) AS name,
-           sum(sc.count) AS n
+           sum(sc.count)::BIGINT AS n
     FROM sc JOIN sc_first f USING (host, pod_uid, ckey)
     WHERE sc.interval_start_ns < f.first_start + 1000000000 AND sc.interval_start_ns >= f.first_start
     GROUP BY ALL

@@ -57,8 +57,8 @@ per_h AS (
     SELECT host, hierarchy, cgroup_path, w_us,
            any_value(pod_uid) AS pod_uid, any_value(container_id) AS container_id,
            bool_or(has_prev) AS has_prev,
-           sum(d_usage) AS d_usage, sum(d_periods) AS d_periods, sum(d_throttled) AS d_throttled,
-           sum(d_throttled_usec) AS d_throttled_usec,
+           sum(d_usage)::BIGINT AS d_usage, sum(d_periods)::BIGINT AS d_periods, sum(d_throttled)::BIGINT AS d_throttled,
+           sum(d_throttled_usec)::BIGINT AS d_throttled_usec,
            arg_max(cpu_quota_usec, ts_ns) AS quota, arg_max(cpu_period_usec, ts_ns) AS period
     FROM d GROUP BY ALL
 ),
