@@ -1,7 +1,138 @@
-"""`nodetape replay` (issue 6 fills this in)."""
+"""`nodetape replay`: options -> selection -> sinks, with pacing. Thin over stream.py."""
 
-from ..errors import NodetapeError
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import TapeError, UserError
+from .pace import Pacer
+from .sinks import jsonl
+from .sinks.cgroupfs import TABLES as INTO_TABLES
+from .stream import Replay, open as open_replay
 
 
-def run_replay(**kwargs) -> int:
-    raise NodetapeError("replay is not built yet in this version")
+def choose_speed(speed: float | None, max_speed: bool, *, into: bool, out_is_tty: bool,
+                 check: bool = False) -> float | None:
+    """None means as fast as possible.
+
+    --speed wins, then --max; otherwise re-enacting (--into) goes at the recorded
+    pace (a live consumer is the point), a terminal gets the recorded pace, and
+    a pipe or file, and --check, get everything at once.
+    """
+    if speed is not None and max_speed:
+        raise UserError("--speed and --max exclude each other")
+    if speed is not None:
+        if not speed > 0:
+            raise UserError(f"--speed: must be positive, got {speed}")
+        return float(speed)
+    if max_speed:
+        return None
+    if into:
+        return 1.0
+    if check:
+        return None
+    return 1.0 if out_is_tty else None
+
+
+def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=None, cgroup=None, pod=None,
+               fmt="jsonl", output=None, into=None, out=None, check=None, *, stdout=None,
+               clock=None, sleep=None) -> int:
+    stdout = stdout or sys.stdout
+    if fmt != "jsonl":
+        raise UserError(f"--format: replay streams jsonl only, got {fmt!r}")
+    if check is not None and (into is not None or out is not None or output is not None):
+        raise UserError("--check compares the jsonl stream; it does not combine with --into, --out or --output")
+    if into is not None and len(tapes) > 1:
+        raise UserError("--into: re-enact one tape at a time (one node's cgroup tree)")
+    expected = None
+    if check is not None:
+        try:
+            expected = open(check, encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"--check {check}: cannot read: {e.strerror}", str(check)) from None
+    rp: Replay = open_replay(tapes)
+    sel = rp.select(from_, to, tables, cgroup, pod)
+
+    if out is not None:
+        from .sinks.tape import write_slice
+
+        write_slice(rp, sel, Path(out), {"cgroup": cgroup, "pod": pod})
+        if into is None and output is None:
+            return 0
+
+    sink_into = None
+    if into is not None:
+        from .sinks.cgroupfs import CgroupfsSink
+
+        sink_into = CgroupfsSink(Path(into), rp.manifest.get("cgroup") or {})
+        try:
+            sink_into.prepare()
+        except OSError as e:
+            raise UserError(f"--into {into}: cannot create the tree: {e.strerror}", str(into)) from None
+        if output is None:
+            # only the cgroup tables drive the tree: skip reading the others
+            sel = rp.select(from_, to, tables, cgroup, pod, restrict_to=INTO_TABLES)
+
+    stream_out = None
+    close_out = False
+    if check is None and (output is not None or into is None):
+        if output is not None:
+            try:
+                stream_out = open(output, "w", encoding="utf-8")
+            except OSError as e:
+                raise UserError(f"--output {output}: cannot write: {e.strerror}", str(output)) from None
+            close_out = True
+        else:
+            stream_out = stdout
+
+    isatty = getattr(stdout, "isatty", lambda: False)()
+    spd = choose_speed(speed, max_speed, into=into is not None, out_is_tty=isatty and output is None,
+                       check=check is not None)
+    kw = {}
+    if clock is not None:
+        kw["clock"] = clock
+    if sleep is not None:
+        kw["sleep"] = sleep
+    pacer = Pacer(spd, sel.start_ns, **kw)
+    js = jsonl.JsonlSink(stream_out, live=pacer.paced) if stream_out is not None else None
+    chk = jsonl.CheckSink(expected) if expected is not None else None
+    need_lines = js is not None or chk is not None
+    try:
+        code = _pump(rp, sel, pacer, js, chk, sink_into, need_lines)
+        if chk is not None and code == 0 and not chk.finish():
+            code = 1
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            raise
+        raise TapeError(f"replay: {e}") from None
+    finally:
+        if js is not None:
+            try:
+                js.flush()
+            except BrokenPipeError:
+                pass
+        if close_out:
+            stream_out.close()
+        if expected is not None:
+            expected.close()
+    if chk is not None and code != 0:
+        stdout.write(chk.report())
+    return code
+
+
+def _pump(rp: Replay, sel, pacer: Pacer, js, chk, into, need_lines: bool) -> int:
+    enc = jsonl.LineEncoder(rp.hosts) if need_lines else None
+    pacer.start()
+    for run, t, vals in rp.rows(sel):
+        if pacer.paced:
+            pacer.wait(t + run.shift_ns)
+        if into is not None and run.table.name in INTO_TABLES:
+            into.write(run.table.name, dict(zip(run.table.column_names, vals)))
+        if enc is not None:
+            line = enc(run, vals)
+            if js is not None:
+                js.write(line)
+            if chk is not None and not chk.write(line):
+                return 1
+    return 0
