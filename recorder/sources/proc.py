@@ -50,7 +50,10 @@ class ProcSource(BaseSource):
             (lay.hierarchies.get(lay.controllers[c]) and lay.controllers[c] for c in ("cpu", "memory", "pids") if c in lay.controllers), None)
         self._max = int(ctx.options.get("proc_max_per_poll", 500))
         ts = ctx.clock()
+        # pid 1's namespaces are the host reference; where pid 1 cannot be read (a sandbox
+        # denies ptrace access to it) the recorder's own namespaces are the reference
         ns_rows = [(ts, 1, t, i) for t, i in self._namespaces(1)]
+        ns_rows += [(ts, ctx.own_pid, t, i) for t, i in self._namespaces(ctx.own_pid)]
         out = self._emit([], ns_rows)
         self._pending = self._list_new()
         return out + self._read_pending()
