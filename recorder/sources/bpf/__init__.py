@@ -236,7 +236,7 @@ class BpfSource(BaseSource):
         failure = None
         with captured_stderr() as err:
             try:
-                self.bpf = bcc.BPF(text=self.program_text(ctx), cflags=self.cflags(ctx))
+                self.bpf = bcc.BPF(text=self.program_text(ctx).encode(), cflags=self.cflags(ctx))
             except Exception as e:  # bcc raises plain Exception; the kernel's words went to fd 2
                 failure = e
         if failure is not None:
@@ -250,7 +250,7 @@ class BpfSource(BaseSource):
         if self.bpf is None:
             return
         try:
-            sums = percpu_sums(self.bpf["drops"], len(DROP_REASONS))
+            sums = percpu_sums(self.bpf[b"drops"], len(DROP_REASONS))
         except KeyError:
             return
         self._drop_counts = sums

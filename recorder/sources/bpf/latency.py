@@ -37,7 +37,7 @@ class SyscallLatencySource(BpfSource):
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
         self.names = syscall_names()
-        self.counters = CumulativeCounters(self.bpf["hist"], KEY)
+        self.counters = CumulativeCounters(self.bpf[b"hist"], KEY)
         self.interval_start = ctx.clock()
         self._primed = False
         return []

@@ -80,7 +80,7 @@ class FileOpensSource(RawStreamSource):
         res = shared_resolver(self.ctx)
         res.rescan()
         want = matching_ids(res.paths, self.globs)
-        table = self.bpf["allowed"]
+        table = self.bpf[b"allowed"]
         one = ctypes.c_uint8(1)
         for cg in want - self._allowed:
             table[ctypes.c_uint64(cg)] = one

@@ -53,7 +53,7 @@ class RawStreamSource(BpfSource):
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
         max_bytes = ctx.options.get(f"{self.name.replace('-', '_')}_max_bytes_per_poll")
-        self.consumer = ringbuf_consumer(self.bpf["events"], self.record, max_bytes)
+        self.consumer = ringbuf_consumer(self.bpf[b"events"], self.record, max_bytes)
         self._after_start(ctx)
         return []
 
@@ -76,8 +76,8 @@ class RawStreamSource(BpfSource):
             return []
         self.detach()
         out: Batches = []
-        # what was committed before detaching, still bounded
-        for _ in range(8):
+        # what was committed before detaching: at most one ring's worth, so bounded
+        for _ in range(self.consumer.size // self.consumer.max_bytes + 2):
             recs = self.consumer.read()
             if not len(recs):
                 break

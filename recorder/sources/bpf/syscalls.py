@@ -31,7 +31,7 @@ class SyscallCountSource(BpfSource):
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
         self.names = syscall_names()
-        self.counters = CumulativeCounters(self.bpf["counts"], KEY)
+        self.counters = CumulativeCounters(self.bpf[b"counts"], KEY)
         self.interval_start = ctx.clock()
         self._due_started = False
         return []

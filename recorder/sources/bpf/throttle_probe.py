@@ -38,8 +38,8 @@ class ThrottleProbeSource(BpfSource):
         else:
             with captured_stderr() as err:
                 try:
-                    b = bcc.BPF(text="int on_throttle(void *ctx) { return 0; }")
-                    b.attach_kprobe(event=FUNC, fn_name="on_throttle")
+                    b = bcc.BPF(text=b"int on_throttle(void *ctx) { return 0; }")
+                    b.attach_kprobe(event=FUNC.encode(), fn_name=b"on_throttle")
                     b.cleanup()
                     ok = True
                 except Exception as e:
@@ -51,7 +51,7 @@ class ThrottleProbeSource(BpfSource):
         # fentry (BPF trampoline): BTF-typed, loaded as BPF_PROG_TYPE_TRACING
         with captured_stderr() as err:
             try:
-                b = bcc.BPF(text=f"KFUNC_PROBE({FUNC}) {{ return 0; }}")
+                b = bcc.BPF(text=f"KFUNC_PROBE({FUNC}) {{ return 0; }}".encode())
                 b.cleanup()
                 ok = True
             except Exception as e:
