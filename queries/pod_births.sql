@@ -9,7 +9,8 @@
 --                       and unified: one row, the earliest, naming them all
 --   process_attached    first task moved into it
 --   namespaces_isolated first of its processes whose namespaces differ from the
---                       host's (pid 1 rows of `namespaces`)
+--                       host's (pid 1 rows of `namespaces`, else the recorder's
+--                       own rows written with them at start)
 --   exec                first exec inside it (the container's entrypoint)
 --   first_syscalls      first in-kernel syscall count charged to it
 --   populated           cgroup.events said populated 1
@@ -19,11 +20,23 @@
 -- eBPF rows carry the cgroup2 id, so they are joined through the 'unified'
 -- hierarchy's cgroup_id (it differs per hierarchy).
 WITH
+-- Kubernetes identity per path, from any row that carries it: a source that does
+-- not parse paths (the cgroup tracepoints) still lines up by path
+ident AS (
+    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_events WHERE pod_uid IS NOT NULL
+    UNION
+    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_samples WHERE pod_uid IS NOT NULL
+),
 ev AS (
-    SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
-           pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_events
-    WHERE pod_uid IS NOT NULL
+    SELECT c.host, c.ts_ns, c.ts, c.seq, c.source, c.kind, c.hierarchy, c.cgroup_path, c.cgroup_id, c.pid, c.comm,
+           coalesce(c.pod_uid, i.pod_uid) AS pod_uid,
+           CASE WHEN c.pod_uid IS NOT NULL THEN coalesce(c.container_id, '') ELSE i.ckey END AS ckey
+    FROM cgroup_events c
+    LEFT JOIN (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(ckey) AS ckey FROM ident GROUP BY ALL) i
+           ON c.pod_uid IS NULL AND i.host = c.host AND i.cgroup_path = c.cgroup_path
+    WHERE c.pod_uid IS NOT NULL OR i.pod_uid IS NOT NULL
 ),
 -- one entity per (host, pod, container); its creation from eBPF when any eBPF row saw it
 created AS (
@@ -65,7 +78,8 @@ procs AS (
     WHERE p.source <> 'ebpf'
 ),
 -- attach: the cgroup_attach_task tracepoint when recorded, else the first process
--- found inside (eBPF lineage, then /proc scans: attached at or before that moment)
+-- found inside by eBPF lineage or /proc scans, whichever saw one first (attached
+-- at or before that moment)
 attach_cand AS (
     SELECT v.host, v.pod_uid, v.ckey, v.ts_ns, v.ts, v.seq, 0 AS pref, v.pid, v.comm,
            'via ebpf cgroup_attach_task (' || v.hierarchy || ')' AS how
@@ -73,7 +87,7 @@ attach_cand AS (
     WHERE v.kind = 'attach' AND v.ts_ns >= e.t0
     UNION ALL
     SELECT p.host, p.pod_uid, p.ckey, p.ts_ns, p.ts, p.seq,
-           CASE WHEN p.source = 'ebpf' THEN 1 ELSE 2 END, coalesce(p.tgid, p.pid), p.comm,
+           1, coalesce(p.tgid, p.pid), p.comm,
            CASE WHEN p.source = 'ebpf' THEN 'via ebpf lineage (' || p.event || ' inside the cgroup)'
                 ELSE 'via /proc scan (attached at or before)' END
     FROM procs p JOIN ent e USING (host, pod_uid, ckey)
@@ -106,8 +120,13 @@ exec AS (
     FROM exec_cand GROUP BY ALL
 ),
 -- namespaces: each process of the entity, compared type by type with pid 1's
+-- the host reference: pid 1's rows; where pid 1 could not be read (a sandbox may deny
+-- ptrace access to it) the proc source records its own namespaces at the same moment
 host_ns AS (
-    SELECT host, ns_type, min(ns_inode) AS host_inode FROM namespaces WHERE pid = 1 GROUP BY ALL
+    SELECT n.host, n.ns_type, arg_min(n.ns_inode, (n.pid <> 1, n.pid)) AS host_inode
+    FROM namespaces n
+    JOIN (SELECT host, min(ts_ns) AS t FROM namespaces GROUP BY host) f ON f.host = n.host AND n.ts_ns = f.t
+    GROUP BY ALL
 ),
 ent_pids AS (
     SELECT DISTINCT host, pod_uid, ckey, pid FROM attach_cand WHERE pid IS NOT NULL
@@ -122,7 +141,7 @@ ns_diff AS (
     JOIN ent e USING (host, pod_uid, ckey)
     JOIN namespaces n ON n.host = ep.host AND n.pid = ep.pid AND n.ts_ns >= e.t0
     JOIN host_ns h ON h.host = n.host AND h.ns_type = n.ns_type
-    WHERE n.pid <> 1
+    WHERE n.ts_ns > (SELECT min(ts_ns) FROM namespaces x WHERE x.host = n.host)
     GROUP BY ALL
 ),
 nsiso AS (
