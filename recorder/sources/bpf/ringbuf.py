@@ -87,10 +87,10 @@ class RingBufferConsumer:
             # a record of another size means the stride is wrong from there on:
             # keep what precedes it, skip the rest of the batch by its headers
             bad = int(np.flatnonzero(~size_ok)[0])
-            self.malformed += 1
             recs, lens = recs[:bad], lens[:bad]
             n = bad
             if n == 0:
+                self.malformed += 1
                 self._skip_one(cons)
                 return np.empty(0, dtype=self.dtype)
         out = recs["data"][(lens & DISCARD) == 0].copy()

@@ -1,0 +1,163 @@
+"""Pure parts of the eBPF sources, on literal inputs: ring buffer record
+decoding (on a memfd laid out like a BPF ring buffer), syscall and drop-reason
+tables, hierarchy names, the opens filter, log2 buckets, header discovery."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from nodetape import bpf_env
+from nodetape.recorder.sources.bpf import cgroup_id_paths, parse_unistd
+from nodetape.recorder.sources.bpf.cgroup_tp import hierarchy_names, parse_proc_cgroup
+from nodetape.recorder.sources.bpf.drops import parse_reason_names
+from nodetape.recorder.sources.bpf.latency import bucket_ns
+from nodetape.recorder.sources.bpf.opens import matching_ids, parse_globs
+from nodetape.recorder.sources.bpf.ringbuf import BUSY, DISCARD, RingBufferConsumer, record_size
+
+PAGE = mmap.PAGESIZE
+DT = np.dtype([("a", "<u8"), ("b", "<u4")])  # 12 bytes -> 24-byte records
+
+
+class FakeRing:
+    """A memfd with the ring buffer's layout: consumer page, producer page, data.
+
+    The kernel maps the data pages twice; a memfd cannot, so tests write records
+    that wrap into both copies themselves."""
+
+    def __init__(self, size=PAGE):
+        self.size = size
+        self.fd = os.memfd_create("ringbuf")
+        os.ftruncate(self.fd, 2 * PAGE + 2 * size)
+        self.m = mmap.mmap(self.fd, 2 * PAGE + 2 * size)
+        self.prod = 0
+
+    def put(self, a, b, flags=0, payload_len=DT.itemsize):
+        rec = record_size(payload_len)
+        off = self.prod % self.size
+        body = struct.pack("<II", payload_len | flags, 0) + struct.pack("<QI", a, b).ljust(rec - 8, b"\0")
+        for base in (2 * PAGE + off, 2 * PAGE + self.size + off):  # both copies
+            end = min(base + rec, 2 * PAGE + 2 * self.size)
+            self.m[base:end] = body[:end - base]
+        if off + rec > self.size:  # the wrapped tail also lands at the start of the first copy
+            tail = off + rec - self.size
+            self.m[2 * PAGE:2 * PAGE + tail] = body[rec - tail:]
+        self.prod += rec
+        self.m[PAGE:PAGE + 8] = struct.pack("<Q", self.prod)
+
+    def cons(self):
+        return struct.unpack("<Q", self.m[0:8])[0]
+
+
+def test_ringbuf_reads_committed_records_and_stops_at_busy():
+    ring = FakeRing()
+    c = RingBufferConsumer(ring.fd, ring.size, DT)
+    assert len(c.read()) == 0
+    ring.put(1, 10)
+    ring.put(2, 20, DISCARD)
+    ring.put(3, 30)
+    ring.put(4, 40, BUSY)  # reserved, not committed yet
+    ring.put(5, 50)
+    got = c.read()
+    assert got["a"].tolist() == [1, 3] and got["b"].tolist() == [10, 30]
+    assert ring.cons() == 3 * 24  # consumed up to the busy record, discarded one included
+    assert len(c.read()) == 0  # still busy
+
+
+def test_ringbuf_wraps_and_bounds_each_read():
+    ring = FakeRing()
+    c = RingBufferConsumer(ring.fd, ring.size, DT, max_bytes=10 * 24)
+    n_total = PAGE // 24 * 3  # three times around the ring
+    seen = []
+    i = 0
+    while i < n_total:
+        while i < n_total and ring.prod - ring.cons() + 24 <= ring.size:
+            ring.put(i, i % 7)
+            i += 1
+        got = c.read()
+        assert len(got) <= 10
+        seen += got["a"].tolist()
+    while len(got := c.read()):
+        seen += got["a"].tolist()
+    assert seen == list(range(n_total))
+
+
+def test_ringbuf_skips_a_record_of_the_wrong_size():
+    ring = FakeRing()
+    c = RingBufferConsumer(ring.fd, ring.size, DT)
+    ring.put(1, 1)
+    ring.put(2, 2, payload_len=16)  # same 24-byte stride, wrong length: malformed
+    ring.put(3, 3)
+    assert c.read()["a"].tolist() == [1]
+    assert c.read()["a"].tolist() == []
+    assert c.read()["a"].tolist() == [3]
+    assert c.malformed == 1
+
+
+def test_ringbuf_rejects_sizes_that_are_not_pages():
+    with pytest.raises(ValueError):
+        RingBufferConsumer(-1, 1000, DT)
+
+
+def test_parse_unistd():
+    text = "#define __NR_read 0\n#define __NR_getppid 110\n#define __NR_openat2 437\n#define X 1\n"
+    assert parse_unistd(text) == {0: "read", 110: "getppid", 437: "openat2"}
+
+
+def test_parse_reason_names():
+    fmt = ('print fmt: "skbaddr=%p reason: %s", REC->skbaddr, __print_symbolic(REC->reason, '
+           '{ 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" }, { 77, "MAX" })')
+    assert parse_reason_names(fmt) == {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 77: "MAX"}
+    assert parse_reason_names("print fmt: nothing") == {}
+
+
+def test_hierarchy_names_from_proc_cgroup():
+    text = "12:pids:/\n9:name=systemd:/init.scope\n3:cpuset:/\n1:cpu:/x\n2:cpuacct:/\n0::/user.slice\n"
+    ctls = {"cpu": "cpu", "cpuacct": "cpuacct", "cpuset": "cpuset", "pids": "pids", "name=systemd": "systemd"}
+    assert hierarchy_names(parse_proc_cgroup(text), ctls) == {
+        0: "unified", 12: "pids", 9: "systemd", 3: "cpuset", 1: "cpu", 2: "cpuacct"}
+    # cpu,cpuacct co-mounted: both controllers name one hierarchy
+    assert hierarchy_names({4: ["cpu", "cpuacct"]}, {"cpu": "cpu,cpuacct", "cpuacct": "cpu,cpuacct"})[4] == "cpu,cpuacct"
+
+
+def test_opens_filter_includes_descendants():
+    paths = {1: "/", 2: "/kubepods.slice", 3: "/kubepods.slice/kubepods-pod1.slice", 4: "/system.slice",
+             5: "/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope", 6: "/kubepodsX"}
+    assert matching_ids(paths, parse_globs(None)) == {2, 3, 5, 6}
+    assert matching_ids(paths, parse_globs("/kubepods.slice")) == {2, 3, 5}
+    assert matching_ids(paths, ["/nothing"]) == set()
+
+
+def test_bucket_ns():
+    assert bucket_ns(np.array([0, 1, 2, 11])).tolist() == [0, 1, 2, 1024]
+
+
+def test_cgroup_id_is_the_directory_inode(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    ids = cgroup_id_paths(tmp_path)
+    assert ids[os.stat(tmp_path).st_ino] == "/"
+    assert ids[os.stat(tmp_path / "a" / "b").st_ino] == "/a/b"
+
+
+def test_nearest_headers_and_merge(tmp_path):
+    src = tmp_path / "src"
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    for ver in ("6.1.0-9", "5.10.0-30"):
+        (src / f"linux-headers-{ver}-common/include/linux").mkdir(parents=True)
+        (src / f"linux-headers-{ver}-common/include/linux/kconfig.h").write_text("common")
+        (src / f"linux-headers-{ver}-common/arch/x86/include/asm").mkdir(parents=True)
+        (src / f"linux-headers-{ver}-{arch}/include/generated").mkdir(parents=True)
+        (src / f"linux-headers-{ver}-{arch}/include/generated/autoconf.h").write_text("arch")
+        (src / f"linux-headers-{ver}-{arch}/arch/x86/include/generated").mkdir(parents=True)
+    ver, common, arch_tree = bpf_env.nearest_headers("6.18.44-custom", src)
+    assert ver == "6.1.0-9"
+    merged = bpf_env.merged_headers(ver, common, arch_tree, cache_root=tmp_path / "cache")
+    assert (merged / "include/linux/kconfig.h").read_text() == "common"
+    assert (merged / "include/generated/autoconf.h").read_text() == "arch"
+    assert (merged / "arch/x86/include/asm").is_dir() and (merged / "arch/x86/include/generated").is_dir()
+    assert bpf_env.merged_headers(ver, common, arch_tree, cache_root=tmp_path / "cache") == merged
+    assert bpf_env.nearest_headers("6.1.0", tmp_path / "none") is None
