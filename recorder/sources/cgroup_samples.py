@@ -245,6 +245,8 @@ class CgroupSamplesSource(BaseSource):
                     else:
                         s = cf.parse_cpu_stat(st.read().decode())
                         stat = cg.last_stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+                        if cg.quota is None:
+                            st.close()  # not read again while unlimited: keep the fd budget for hot files
                 m = cg.mem
                 mem = int(m.read()) if m is not None else None
                 p = cg.pids
