@@ -134,10 +134,27 @@ class CgroupfsSink:
         return d
 
     def _init_files(self, hierarchy: str, d: Path) -> None:
+        # the kernel creates a cgroup's files with its directory; their recorded
+        # values come with the first sample, until then they are empty (not 0)
         write_in_place(d / "cgroup.procs", "")
+        for name in self._controller_files(hierarchy):
+            write_in_place(d / name, "")
         if hierarchy == UNIFIED:
             # a new cgroup is empty and not frozen (Documentation/admin-guide/cgroup-v2.rst)
             write_in_place(d / "cgroup.events", "populated 0\nfrozen 0\n")
+
+    def _controller_files(self, hierarchy: str) -> list[str]:
+        v2 = hierarchy == UNIFIED
+        files = []
+        if self.hierarchy_for("cpu") == hierarchy:
+            files += ["cpu.stat", "cpu.max"] if v2 else ["cpu.stat", "cpu.cfs_quota_us", "cpu.cfs_period_us"]
+        if not v2 and self.hierarchy_for("cpuacct") == hierarchy:
+            files.append("cpuacct.usage")
+        if self.hierarchy_for("memory") == hierarchy:
+            files += ["memory.current", "memory.max"] if v2 else ["memory.usage_in_bytes", "memory.limit_in_bytes"]
+        if self.hierarchy_for("pids") == hierarchy:
+            files.append("pids.current")
+        return files
 
     # -- events ---------------------------------------------------------------
     def write(self, table: str, row: dict) -> None:
@@ -151,11 +168,12 @@ class CgroupfsSink:
     def _event(self, row: dict) -> None:
         h, path, kind = row["hierarchy"], row["cgroup_path"], row["kind"]
         key = (h, path)
-        self.evented.add(h)
         if kind in ("seen", "created"):
+            self.evented.add(h)
             self.removed.discard(key)
             self._dir(h, path)
         elif kind in ("removed", "release"):
+            self.evented.add(h)
             self._remove(h, path)
             for other in self.hdirs:
                 if other not in self.evented:
