@@ -182,12 +182,14 @@ sc_top AS (
 ),
 first_sc AS (
     SELECT f.host, f.pod_uid, f.ckey, 'first_syscalls' AS stage,
-           -- the interval may have started before the cgroup existed: the calls came after
-           greatest(f.first_start, e.t0) AS ts_ns,
-           e.t0_ts + to_microseconds(((greatest(f.first_start, e.t0) - e.t0) // 1000)::BIGINT) AS ts,
+           -- the counting interval may have started before the cgroup existed, or before a
+           -- task was in it: the calls came after both
+           greatest(f.first_start, e.t0, coalesce(a.ts_ns, e.t0)) AS ts_ns,
+           e.t0_ts + to_microseconds(((greatest(f.first_start, e.t0, coalesce(a.ts_ns, e.t0)) - e.t0) // 1000)::BIGINT) AS ts,
            t.total || ' syscalls in the first second (' || coalesce(t.clones, 0) || ' clone/fork); top: '
                || t.top || ' via ebpf' AS detail
     FROM sc_first f JOIN ent e USING (host, pod_uid, ckey) JOIN sc_top t USING (host, pod_uid, ckey)
+    LEFT JOIN attach a USING (host, pod_uid, ckey)
 ),
 populated AS (
     SELECT v.host, v.pod_uid, v.ckey, 'populated' AS stage,

@@ -92,7 +92,7 @@ def test_ebpf_cascade_in_order_with_offsets_from_earliest_creation(tmp_path):
     assert [r["stage"] for r in pod] == ["cgroup_created"]
     assert "3 hierarchies (cpu, memory, unified; first: cpu) via inotify" in pod[0]["detail"]
     assert [r["stage"] for r in cont] == [
-        "cgroup_created", "first_syscalls", "process_attached", "exec", "populated", "namespaces_isolated"]
+        "cgroup_created", "process_attached", "first_syscalls", "exec", "populated", "namespaces_isolated"]
     by = {r["stage"]: r for r in cont}
     # eBPF creation wins over inotify's later reads, once for all hierarchies
     assert by["cgroup_created"]["offset_ms"] == 0
@@ -102,8 +102,8 @@ def test_ebpf_cascade_in_order_with_offsets_from_earliest_creation(tmp_path):
     assert by["exec"]["offset_ms"] == 22.0
     assert by["exec"]["detail"] == f"pid 4242 exec /bin/sleep (comm sleep) via ebpf"
     assert by["namespaces_isolated"]["detail"].startswith("pid 4242: new ipc, mnt, net, pid, uts; shared with the host: user")
-    # the first counting interval began before the cgroup: clamped to its creation
-    assert by["first_syscalls"]["offset_ms"] == 0
+    # the first counting interval began before the cgroup and its first task: clamped to the attach
+    assert by["first_syscalls"]["offset_ms"] == 12.0
     assert by["first_syscalls"]["detail"] == (
         "123 syscalls in the first second (3 clone/fork); top: read 100, mmap 20, clone 3 via ebpf")
     assert by["populated"]["offset_ms"] == 42.0
