@@ -29,8 +29,18 @@ def record(
     sys_root: str | os.PathLike = "/sys",
     options: dict | None = None,
     progress: Callable | None = None,
+    retain_ns: int | None = None,
+    max_tape_bytes: int | None = None,
+    snapshot_on: Sequence[str] = (),
+    snapshot_dir: str | os.PathLike | None = None,
+    snapshot_cooldown_ns: int | None = None,
 ) -> dict:
-    """Record into the tape folder `out` until the duration ends or SIGINT/SIGTERM; returns the manifest."""
+    """Record into the tape folder `out` until the duration ends or SIGINT/SIGTERM; returns the manifest.
+
+    Flight-recorder mode (issue 9): `retain_ns` keeps only the last window of parts,
+    `max_tape_bytes` bounds the tape's size; `snapshot_on` lists triggers
+    ("psi memory some > 20%", "oom_kill") that save the window into `snapshot_dir`.
+    """
     from .recorder.loop import Recorder, RecordOptions
     from .recorder.registry import parse_source_list
     from .recorder.source import RecordContext
@@ -49,8 +59,18 @@ def record(
         cgroup_root=Path(cgroup_root), proc_root=Path(proc_root), sys_root=Path(sys_root),
         interval_ns=interval_ns, options=dict(options or {}),
     )
+    from .recorder.triggers import parse_trigger
+
+    try:
+        triggers = [parse_trigger(s) for s in snapshot_on]
+    except ValueError as e:
+        raise UserError(f"--snapshot-on: {e}") from None
     opts = RecordOptions(out=Path(out), sources=names, ctx=ctx, duration_ns=duration_ns,
-                         flush_interval_ns=flush_ns, progress=progress)
+                         flush_interval_ns=flush_ns, progress=progress, retain_ns=retain_ns,
+                         max_tape_bytes=max_tape_bytes, snapshot_on=triggers,
+                         snapshot_dir=Path(snapshot_dir) if snapshot_dir else None)
+    if snapshot_cooldown_ns:
+        opts.snapshot_cooldown_ns = snapshot_cooldown_ns
     return Recorder(opts).run()
 
 

@@ -88,8 +88,17 @@ def record(
     psi_trigger_cgroup: Annotated[Optional[list[str]], typer.Option("--psi-trigger-cgroup", help="Also register the triggers on cgroups matching this glob (repeatable).")] = None,
     cgroup: Annotated[Optional[list[str]], typer.Option("--cgroup", help="Glob of cgroup paths whose file opens are traced (default: Kubernetes pods).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line and no summary.")] = False,
+    retain: Annotated[Optional[str], typer.Option("--retain", help="Flight recorder: record until stopped, keeping only this last window (e.g. 15m); older parts are deleted.")] = None,
+    max_size: Annotated[Optional[str], typer.Option("--max-size", help="Bound the tape's size (e.g. 500M, 2G); the oldest parts go first.")] = None,
+    snapshot_on: Annotated[Optional[list[str]], typer.Option("--snapshot-on", help="Save a snapshot of the window when this happens: \"psi memory some > 20%\" (system PSI) or oom_kill (repeatable).")] = None,
+    snapshot_dir: Annotated[Optional[Path], typer.Option("--snapshot-dir", help="Where snapshots go (default: a snapshots/ folder beside OUT).")] = None,
+    snapshot_cooldown: Annotated[str, typer.Option("--snapshot-cooldown", help="At most one automatic snapshot this often.")] = "5m",
 ) -> None:
     """Record this node into the tape folder OUT.
+
+    SIGUSR1 (or 'nodetape snapshot OUT SNAP') saves the current window as its own
+    tape while recording goes on. On a full disk the recorder drops raw event
+    tables first, then stops with exit code 1; the tape stays readable.
 
     Examples:
 
@@ -98,6 +107,8 @@ def record(
       nodetape record /tmp/tape --sources cgroup,samples,psi --interval 500ms
 
       nodetape record /tmp/tape --psi-trigger "memory some 150ms/2s"
+
+      nodetape record /var/lib/nodetape/tape --retain 15m --max-size 500M --snapshot-on oom_kill
     """
     from . import api
     from .progress import LiveProgress, print_summary
@@ -109,6 +120,16 @@ def record(
         options["psi_trigger_cgroups"] = list(psi_trigger_cgroup)
     if cgroup:
         options["cgroup_globs"] = list(cgroup)
+    max_bytes = None
+    if max_size is not None:
+        from .sizes import parse_size
+
+        try:
+            max_bytes = parse_size(max_size)
+        except ValueError as e:
+            raise UserError(f"--max-size: {e}") from None
+        if max_bytes <= 0:
+            raise UserError(f"--max-size: must be positive, got {max_size!r}")
     live = None if quiet else LiveProgress(sys.stderr)
     manifest = api.record(
         out,
@@ -121,11 +142,36 @@ def record(
         sys_root=sys_root,
         options=options,
         progress=live,
+        retain_ns=_duration(retain, "--retain"),
+        max_tape_bytes=max_bytes,
+        snapshot_on=list(snapshot_on or []),
+        snapshot_dir=snapshot_dir,
+        snapshot_cooldown_ns=_duration(snapshot_cooldown, "--snapshot-cooldown"),
     )
     if live:
         live.finish()
     if not quiet:
         print_summary(out, manifest, sys.stderr)
+
+
+# -- snapshot ----------------------------------------------------------------
+@app.command()
+def snapshot(
+    tape: Annotated[Path, typer.Argument(help="The tape folder (usually one being recorded with --retain).")],
+    out: Annotated[Path, typer.Argument(help="New tape folder for the snapshot.")],
+) -> None:
+    """Save the current window of TAPE as its own tape OUT, while recording goes on.
+
+    A running recorder of TAPE is asked (SIGUSR1) to flush and write the snapshot;
+    with no recorder running, the parts on disk are copied (hard links).
+
+    Example:  nodetape snapshot /var/lib/nodetape/tape /tmp/incident
+    """
+    from .snapshot import snapshot_tape
+
+    path, how = snapshot_tape(tape, out)
+    by = "written by the running recorder" if how == "recorder" else "copied from the parts on disk"
+    sys.stderr.write(f"snapshot of {tape} saved to {path} ({by})\n")
 
 
 # -- info --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from .tape_reader import Tape
 def wall(tape: Tape, boot_ns: int | None) -> str:
     if boot_ns is None:
         return "-"
-    t = dt.datetime.fromtimestamp((boot_ns + tape.offset_ns) / 1e9, tz=dt.timezone.utc)
+    t = dt.datetime.fromtimestamp((boot_ns + tape.offset_at(boot_ns)) / 1e9, tz=dt.timezone.utc)
     return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
@@ -39,17 +39,40 @@ def summary(tape: Tape) -> dict:
         "end": wall(tape, last),
         "duration": format_duration_ns(last - m["start_ns"]) if last and m.get("start_ns") else None,
         "closed_cleanly": bool(m.get("closed")),
+        "stop_reason": m.get("stop_reason"),
+        "retention": m.get("retention"),
+        "writer_dropped": (m.get("writer") or {}).get("dropped") or {},
+        "disk_full": m.get("disk_full"),
+        "snapshot_of": m.get("snapshot"),
+        "snapshots": m.get("snapshots") or [],
+        "clock_pairs": len(m["clock"].get("snapshots") or []),
         "cgroup_mode": m.get("cgroup", {}).get("mode"),
         "sources": m.get("sources", {}),
-        "tables": {t: {"rows": len_rows(tape, t), "parts": len(p), "bytes": sum(x.stat().st_size for x in p)}
+        "tables": {t: {"rows": len_rows(tape, t), "parts": len(p), "bytes": _size(p)}
                    for t, p in tape.parts.items() if p},
     }
+
+
+def _size(parts) -> int:
+    total = 0
+    for x in parts:
+        try:
+            total += x.stat().st_size
+        except FileNotFoundError:
+            pass  # retired by a live recorder just now
+    return total
 
 
 def len_rows(tape: Tape, table: str) -> int:
     import pyarrow.parquet as pq
 
-    return sum(pq.read_metadata(p).num_rows for p in tape.parts[table])
+    n = 0
+    for p in tape.parts[table]:
+        try:
+            n += pq.read_metadata(p).num_rows
+        except FileNotFoundError:
+            pass
+    return n
 
 
 def render(tape: Tape) -> str:
@@ -64,8 +87,29 @@ def render(tape: Tape) -> str:
         f"schema    {s['schema_version']}  (nodetape {s['nodetape_version']})",
     ]
     if not s["closed_cleanly"]:
-        lines.append("state     NOT CLOSED CLEANLY: the recorder was killed or crashed; "
-                     "rows after the last flush were lost")
+        lines.append("state     NOT CLOSED CLEANLY: the recorder was killed or crashed, or is still "
+                     "recording; rows after the last flush are not in the tape")
+    if s["stop_reason"]:
+        lines.append(f"stopped   {s['stop_reason']}")
+    if s["disk_full"]:
+        d = s["disk_full"]
+        lines.append(f"disk full {d.get('action') or ''}{' (fatal)' if d.get('fatal') else ''}".rstrip())
+    r = s["retention"]
+    if r:
+        bound = []
+        if r.get("retain_ns"):
+            bound.append(f"window {format_duration_ns(r['retain_ns'])}")
+        if r.get("max_bytes"):
+            bound.append(f"max {_bytes(r['max_bytes'])}")
+        lines.append(f"retention {', '.join(bound) or '-'}: {r.get('retired_parts', 0)} parts "
+                     f"({r.get('retired_rows', 0)} rows, {_bytes(r.get('retired_bytes', 0))}) retired")
+    if s["snapshot_of"]:
+        so = s["snapshot_of"]
+        lines.append(f"snapshot  of {so.get('of')} ({so.get('reason')})")
+    if s["snapshots"]:
+        lines.append(f"snapshots {len(s['snapshots'])} taken, last: {s['snapshots'][-1].get('path')}")
+    if s["clock_pairs"] > 1:
+        lines.append(f"clock     {s['clock_pairs']} wall-clock pairs (the wall clock stepped during the recording)")
     lines += ["", "sources"]
     width = max([len(n) for n in s["sources"]] + [6])
     for name, st in s["sources"].items():
@@ -81,4 +125,8 @@ def render(tape: Tape) -> str:
         lines.append("  (no rows)")
     for t, info in s["tables"].items():
         lines.append(f"  {t:<16} {info['rows']:>10} rows  {info['parts']:>4} parts  {_bytes(info['bytes']):>10}")
+    if s["writer_dropped"]:
+        lines += ["", "dropped by the writer"]
+        for t, d in s["writer_dropped"].items():
+            lines.append(f"  {t:<16} " + ", ".join(f"{n} rows ({r})" for r, n in d.items()))
     return "\n".join(lines) + "\n"

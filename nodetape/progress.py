@@ -26,6 +26,7 @@ class LiveProgress:
         elapsed = (boottime_ns() - rec.start_ns) / 1e9
         top = sorted(((n, r) for n, r in rec.rows.items() if n != "recorder_stats"), key=lambda x: -x[1])[:5]
         dropped = sum(st.source.stats.dropped for st in rec.states if st.source is not None)
+        dropped += rec.writer.dropped_rows if rec.writer is not None else 0
         active = sum(1 for st in rec.states if st.status == "active")
         parts = "  ".join(f"{n} {r:,}" for n, r in top) or "waiting for rows"
         line = f"\r\x1b[2K● rec {elapsed:6.1f}s  {active} sources  {parts}  drops {dropped:,}"
@@ -53,8 +54,17 @@ def print_summary(out: Path, manifest: dict, stream: IO[str]) -> None:
     dropped = {n: s for n, s in sources.items() if s.get("dropped")}
     for n, s in dropped.items():
         w(f"  ! {n}: {s['dropped']:,} events dropped ({s.get('drop_reason')})\n")
+    for t, d in ((manifest.get("writer") or {}).get("dropped") or {}).items():
+        w(f"  ! {t}: " + ", ".join(f"{n:,} rows dropped by the writer ({r})" for r, n in d.items()) + "\n")
+    r = manifest.get("retention")
+    if r and r.get("retired_parts"):
+        w(f"  retention retired {r['retired_parts']:,} parts ({r.get('retired_rows', 0):,} rows)\n")
+    for s in manifest.get("snapshots") or []:
+        w(f"  snapshot ({s.get('reason')}): {s.get('error') or s.get('path')}\n")
     unavailable = {n: s for n, s in sources.items() if s.get("status") in ("unavailable", "failed")}
     if unavailable:
         w(f"{len(unavailable)} source(s) did not run (see 'nodetape info {out}'):\n")
         for n, s in unavailable.items():
             w(f"  - {n}: {s.get('reason')}\n")
+            if s.get("needs"):
+                w(f"    needs: {s['needs']}\n")

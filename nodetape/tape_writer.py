@@ -1,9 +1,34 @@
 """Write a tape: per-table Arrow buffers flushed into Parquet parts, plus the manifest.
 
-Crash safety (DESIGN.md principle 5): a part is written under a hidden temporary
-name, fsynced, renamed to `part-NNNNNN.parquet` and its folder fsynced; only then
-does the manifest name it. A SIGKILL leaves at worst a stray temp file, which
-readers ignore, and loses at most the rows buffered since the last flush.
+Crash safety (DESIGN.md principle 5): a part is encoded in memory, written under
+a hidden temporary name, fsynced, renamed to `part-NNNNNN.parquet` and its folder
+fsynced; only then does the manifest name it. A SIGKILL leaves at worst a stray
+temp file, which readers ignore, and loses at most the rows buffered since the
+last flush. A new tape is built under a hidden name beside OUT and renamed into
+place once its first manifest is on disk, so OUT never exists without one.
+
+Who is right, the manifest or the folder? Readers trust the parts on disk (a part
+renamed just before a SIGKILL is complete and fsynced, though the manifest never
+named it) minus the parts the manifest has retired: retention first rewrites the
+manifest with a higher `first_part`, and only unlinks the retired files a grace
+period later, so a reader that listed them a moment before can still read them.
+
+Flight-recorder mode: `retain_ns` retires whole parts whose newest row is older
+than the window; `max_tape_bytes` retires the oldest parts (over all tables) while
+the tape is larger than the bound.
+
+Memory: each table flushes early past `max_buffer_bytes` (parts roll by size as
+well as time); all tables together flush early past `max_total_bytes`, at most
+once per `min_early_flush_ns`; between two early flushes, rows of raw event
+tables (RAW_TABLES) that would grow the buffers further are dropped and counted
+('backpressure'), so memory stays bounded whatever the event rate.
+
+Disk full (ENOSPC, EDQUOT), escalating: unlink retired parts still in their grace
+period; in flight-recorder mode retire the oldest parts at once; then stop
+writing raw tables (their rows are dropped and counted 'disk_full') and retry
+the sampled ones; then give up: drop the rest, free the reserve file (kept from
+the start so the last manifest fits), write the final manifest and raise
+DiskFull. Nothing already written is touched, except parts retention owns.
 
 Parquet settings, one by one:
 - zstd: about 2x smaller than snappy on these tables for similar write cost;
@@ -14,26 +39,58 @@ Parquet settings, one by one:
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .clock import boottime_ns
+from .errors import NodetapeError
 from .manifest import MANIFEST, atomic_write_json
 from .schemas import schema as schema_of
+from .schemas import table as table_of
 
 DEFAULT_FLUSH_NS = 2_000_000_000
 # A table flushes early when its buffer passes this many bytes, which bounds the
-# recorder's memory whatever the event rate.
+# recorder's memory whatever the event rate (and rolls parts by size).
 DEFAULT_MAX_BUFFER_BYTES = 16 << 20
+# All tables together: past this, flush everything early; raw tables drop rows
+# when even early flushes cannot keep up.
+DEFAULT_MAX_TOTAL_BYTES = 64 << 20
+# Space held from the start and freed on a fatal disk full, so the final manifest fits.
+RESERVE_BYTES = 256 << 10
+RESERVE = ".reserve"
+
+# High-volume event streams: dropped first under back-pressure and on a full disk.
+# Sampled tables (cgroup_samples, psi_*, recorder_stats, ...) and lifecycle events
+# are small and bounded by the sampling interval, and are what an incident needs most.
+RAW_TABLES = frozenset({"file_opens", "processes", "namespaces", "packet_drops", "syscall_counts", "syscall_latency"})
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(NodetapeError):
+    """The tape's filesystem is full and the recorder cannot go on (exit 1: not bad input)."""
+
+    exit_code = 1
 
 
 def part_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
+
+
+def part_index(name: str) -> int | None:
+    """`part-000012.parquet` -> 12; None for anything else."""
+    if name.startswith("part-") and name.endswith(".parquet"):
+        digits = name[5:-8]
+        if digits.isdigit():
+            return int(digits)
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -44,15 +101,53 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_file(path: Path, data, mode: int = 0o600) -> None:
+    """Write bytes, fsync; remove the file on any error (ENOSPC leaves no half file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+
+
 @dataclass
 class _TableBuffer:
     name: str
     schema: pa.Schema
+    time_column: str
     batches: list[pa.RecordBatch] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0
     next_part: int = 0
     next_seq: int = 0
+
+
+@dataclass
+class PartInfo:
+    table: str
+    index: int
+    rows: int
+    bytes: int
+    max_ns: int | None  # newest value of the table's time column
+    written_ns: int     # boottime when written
+
+    @property
+    def name(self) -> str:
+        return part_name(self.index)
+
+    @property
+    def age_key(self) -> int:
+        return self.max_ns if self.max_ns is not None else self.written_ns
 
 
 def _parquet_options(schema: pa.Schema) -> dict:
@@ -79,33 +174,131 @@ class TapeWriter:
     def __init__(self, path: str | os.PathLike, manifest: dict, *,
                  flush_interval_ns: int = DEFAULT_FLUSH_NS,
                  max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+                 max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+                 retain_ns: int | None = None,
+                 max_tape_bytes: int | None = None,
+                 delete_grace_ns: int | None = None,
+                 reserve_bytes: int = RESERVE_BYTES,
                  clock=time.monotonic_ns):
         self.path = Path(path)
         self.manifest = manifest
         self.flush_interval_ns = flush_interval_ns
         self.max_buffer_bytes = max_buffer_bytes
+        self.max_total_bytes = max_total_bytes
+        self.retain_ns = retain_ns
+        self.max_tape_bytes = max_tape_bytes
+        # long enough for a reader that listed a part to finish its query
+        self.delete_grace_ns = (delete_grace_ns if delete_grace_ns is not None
+                                else min(max(2 * flush_interval_ns, 2_000_000_000), 30_000_000_000))
+        self.min_early_flush_ns = max(50_000_000, flush_interval_ns // 8)
         self._clock = clock
         self._buffers: dict[str, _TableBuffer] = {}
-        self._last_flush = clock()
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # tapes hold process names, paths and cmdlines: not for other users
-        os.chmod(self.path, 0o700)
-        self.write_manifest()
+        self._buffered = 0
+        self._last_flush = self._last_early = clock()
+        self.parts: dict[str, list[PartInfo]] = {}
+        self._pending: list[tuple[int, Path, int]] = []  # (delete at monotonic ns, file, bytes)
+        # table -> reason -> rows dropped by the writer itself
+        self.dropped: dict[str, dict[str, int]] = {}
+        self.early_flushes = 0
+        self.degraded = False  # raw tables are no longer written (disk full)
+        self.failed = False    # nothing more can be written
+        self.manifest_stale = False
+        if retain_ns or max_tape_bytes:
+            manifest["retention"] = {"retain_ns": retain_ns, "max_bytes": max_tape_bytes,
+                                     "retired_parts": 0, "retired_rows": 0, "retired_bytes": 0}
+        self._create()
+        self._reserve_space(reserve_bytes)
 
+    # -- creation ---------------------------------------------------------------
+    def _create(self) -> None:
+        """Create the tape folder with its first manifest, atomically when the parent allows."""
+        p = self.path
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise FileExistsError(errno.EEXIST, "output exists and is not an empty folder", str(p))
+        tmp: Path | None = p.parent / f".{p.name}.new-{os.getpid()}"
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir(mode=0o700)
+        except PermissionError:
+            # parent not writable (an OUT pre-created in a folder we cannot write): build in place
+            tmp = None
+        except OSError as e:
+            if e.errno in _FULL:
+                raise DiskFull(f"disk full creating {p}") from None
+            raise
+        target = tmp or p
+        try:
+            target.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # tapes hold process names, paths and cmdlines: not for other users
+            os.chmod(target, 0o700)
+            atomic_write_json(target / MANIFEST, self.manifest)
+            if tmp is not None:
+                os.rename(tmp, p)  # also replaces an empty OUT the user made
+                _fsync_dir(p.parent)
+        except OSError as e:
+            if tmp is not None:
+                try:
+                    (tmp / MANIFEST).unlink()
+                except OSError:
+                    pass
+                try:
+                    tmp.rmdir()
+                except OSError:
+                    pass
+            if e.errno in _FULL:
+                raise DiskFull(f"disk full creating {p}") from None
+            raise
+
+    def _reserve_space(self, nbytes: int) -> None:
+        if nbytes <= 0:
+            return
+        f = self.path / RESERVE
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, nbytes)
+            finally:
+                os.close(fd)
+        except OSError:
+            self._release_reserve()  # no room even for that: go on without
+
+    def _release_reserve(self) -> None:
+        try:
+            os.unlink(self.path / RESERVE)
+        except OSError:
+            pass
+
+    # -- appending --------------------------------------------------------------
     def _buffer(self, table: str) -> _TableBuffer:
         buf = self._buffers.get(table)
         if buf is None:
-            buf = self._buffers[table] = _TableBuffer(table, schema_of(table))
+            buf = self._buffers[table] = _TableBuffer(table, schema_of(table), table_of(table).time_column)
         return buf
+
+    def _drop(self, table: str, rows: int, reason: str) -> None:
+        if rows:
+            d = self.dropped.setdefault(table, {})
+            d[reason] = d.get(reason, 0) + rows
+
+    @property
+    def dropped_rows(self) -> int:
+        return sum(n for d in self.dropped.values() for n in d.values())
+
+    def _early_flush_allowed(self) -> bool:
+        return self._clock() - self._last_early >= self.min_early_flush_ns
 
     def append(self, table: str, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
             return
+        if self.failed or (self.degraded and table in RAW_TABLES):
+            self._drop(table, batch.num_rows, "disk_full")
+            return
+        if table in RAW_TABLES and self._buffered >= self.max_total_bytes and not self._early_flush_allowed():
+            # flushing cannot keep up with this stream: lose its newest rows, counted
+            self._drop(table, batch.num_rows, "backpressure")
+            return
         buf = self._buffer(table)
-        if isinstance(batch, pa.Table):
-            batches = batch.to_batches()
-        else:
-            batches = [batch]
+        batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
         for b in batches:
             if b.schema != buf.schema:
                 b = b.cast(buf.schema)
@@ -120,14 +313,20 @@ class TapeWriter:
             buf.batches.append(b)
             buf.rows += b.num_rows
             buf.nbytes += b.nbytes
+            self._buffered += b.nbytes
         if buf.nbytes >= self.max_buffer_bytes:
-            self._flush_table(buf)
+            self._flush_table_safe(buf)
             self.write_manifest()
+        elif self._buffered >= self.max_total_bytes and self._early_flush_allowed():
+            self.early_flushes += 1
+            self._last_early = self._clock()
+            self.flush(scheduled=False)
 
     @property
     def buffered_bytes(self) -> int:
-        return sum(b.nbytes for b in self._buffers.values())
+        return self._buffered
 
+    # -- flushing ---------------------------------------------------------------
     def due(self) -> bool:
         return self._clock() - self._last_flush >= self.flush_interval_ns
 
@@ -137,14 +336,35 @@ class TapeWriter:
             return True
         return False
 
-    def flush(self) -> None:
-        for buf in self._buffers.values():
+    def flush(self, scheduled: bool = True) -> None:
+        # sampled tables first: when the disk fills, the raw streams are what fails
+        for buf in sorted(self._buffers.values(), key=lambda b: b.name in RAW_TABLES):
             if buf.rows:
-                self._flush_table(buf)
-        self._last_flush = self._clock()
+                self._flush_table_safe(buf)
+        if scheduled:
+            self._last_flush = self._clock()
         # how far a tape that is never closed (SIGKILL) is known to reach
         self.manifest["last_flush_ns"] = boottime_ns()
+        self.enforce_retention()
         self.write_manifest()
+        self._delete_pending()
+
+    def _clear(self, buf: _TableBuffer) -> None:
+        self._buffered -= buf.nbytes
+        buf.batches, buf.rows, buf.nbytes = [], 0, 0
+
+    def _flush_table_safe(self, buf: _TableBuffer) -> None:
+        for _ in range(8):
+            if not buf.rows:
+                return
+            try:
+                self._flush_table(buf)
+                return
+            except OSError as e:
+                if e.errno not in _FULL:
+                    raise
+                self._make_room(buf)
+        self._fatal(f"still full after freeing space (table {buf.name})")
 
     def _flush_table(self, buf: _TableBuffer) -> None:
         table = pa.Table.from_batches(buf.batches, schema=buf.schema)
@@ -152,26 +372,202 @@ class TapeWriter:
         if not folder.exists():
             folder.mkdir(mode=0o700)
             _fsync_dir(self.path)
+        # encode in memory: the bytes on disk then come from one write loop whose
+        # ENOSPC is a plain OSError, and the part's size is known before writing
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **_parquet_options(buf.schema))
+        data = sink.getvalue()
         name = part_name(buf.next_part)
         tmp = folder / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, **_parquet_options(buf.schema))
-            f.flush()
-            os.fsync(f.fileno())
+        _write_file(tmp, data)
         os.replace(tmp, folder / name)
         _fsync_dir(folder)
-        info = self.manifest["tables"].setdefault(buf.name, {"rows": 0, "bytes": 0, "parts": []})
-        info["rows"] += table.num_rows
-        info["bytes"] += (folder / name).stat().st_size
-        info["parts"].append(name)
+        max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
+        info = PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, boottime_ns())
+        self.parts.setdefault(buf.name, []).append(info)
+        m = self.manifest["tables"].setdefault(buf.name, {"rows": 0, "bytes": 0, "parts": []})
+        m["rows"] += info.rows
+        m["bytes"] += info.bytes
+        m["parts"].append(name)
         buf.next_part += 1
-        buf.batches, buf.rows, buf.nbytes = [], 0, 0
+        self._clear(buf)
+
+    # -- retention --------------------------------------------------------------
+    @property
+    def tape_bytes(self) -> int:
+        """Bytes of parts on disk: live ones and retired ones still in their grace period."""
+        return sum(p.bytes for ps in self.parts.values() for p in ps) + sum(b for _, _, b in self._pending)
+
+    def _retire(self, p: PartInfo, grace_ns: int) -> None:
+        live = self.parts[p.table]
+        live.remove(p)
+        m = self.manifest["tables"][p.table]
+        if p.name in m["parts"]:
+            m["parts"].remove(p.name)
+        m["rows"] -= p.rows
+        m["bytes"] -= p.bytes
+        # parts are retired oldest first, so one number says which files on disk are gone
+        m["first_part"] = max(m.get("first_part", 0), p.index + 1)
+        r = self.manifest.setdefault("retention", {"retired_parts": 0, "retired_rows": 0, "retired_bytes": 0})
+        r["retired_parts"] = r.get("retired_parts", 0) + 1
+        r["retired_rows"] = r.get("retired_rows", 0) + p.rows
+        r["retired_bytes"] = r.get("retired_bytes", 0) + p.bytes
+        self._pending.append((self._clock() + grace_ns, self.path / p.table / p.name, p.bytes))
+
+    def _oldest(self) -> PartInfo | None:
+        heads = [ps[0] for ps in self.parts.values() if ps]
+        return min(heads, key=lambda p: p.age_key) if heads else None
+
+    def enforce_retention(self, now_boot_ns: int | None = None) -> int:
+        """Retire parts outside the window or over the size bound; returns how many.
+
+        The caller writes the manifest next; files are unlinked after the grace period.
+        """
+        n = 0
+        if self.retain_ns:
+            cutoff = (now_boot_ns if now_boot_ns is not None else boottime_ns()) - self.retain_ns
+            for ps in self.parts.values():
+                # parts of a table are in time order: retire the old prefix
+                while ps and ps[0].age_key < cutoff:
+                    self._retire(ps[0], self.delete_grace_ns)
+                    n += 1
+        if self.max_tape_bytes:
+            while self.tape_bytes > self.max_tape_bytes:
+                p = self._oldest()
+                if p is None:
+                    break
+                self._retire(p, self.delete_grace_ns)
+                n += 1
+            if self.tape_bytes > self.max_tape_bytes:
+                # the bound beats the grace period
+                self._delete_pending(force=True)
+        return n
+
+    def _delete_pending(self, force: bool = False) -> int:
+        now = self._clock()
+        keep, freed = [], 0
+        for item in self._pending:
+            deadline, f, nbytes = item
+            if force or now >= deadline:
+                try:
+                    f.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    keep.append(item)
+                    continue
+                freed += nbytes
+            else:
+                keep.append(item)
+        self._pending = keep
+        return freed
+
+    # -- disk full ----------------------------------------------------------------
+    def _make_room(self, buf: _TableBuffer) -> None:
+        """One step of the disk-full escalation (see the module doc); raises DiskFull at the end."""
+        if self._pending:
+            # the manifest already dropped them: skip their grace period
+            self._delete_pending(force=True)
+            return
+        if (self.retain_ns or self.max_tape_bytes) and self._oldest() is not None:
+            # flight-recorder mode: the oldest rows are the ones to lose; free about
+            # what the part needs (a part is smaller than its Arrow buffer)
+            need, freed, n = buf.nbytes // 2 + (64 << 10), 0, 0
+            while freed < need and (p := self._oldest()) is not None:
+                self._retire(p, 0)
+                freed += p.bytes
+                n += 1
+            d = self.manifest.setdefault("disk_full", {"at_ns": boottime_ns(), "fatal": False})
+            d["evicted_parts"] = d.get("evicted_parts", 0) + n
+            d["action"] = "retired the oldest parts early to make room"
+            self._write_manifest_or_fail()
+            self._delete_pending(force=True)
+            return
+        if not self.degraded:
+            self.degraded = True
+            dropped = 0
+            for b in self._buffers.values():
+                if b.name in RAW_TABLES and b.rows:
+                    self._drop(b.name, b.rows, "disk_full")
+                    dropped += b.rows
+                    self._clear(b)
+            d = self.manifest.setdefault("disk_full", {"at_ns": boottime_ns(), "fatal": False})
+            d["action"] = "stopped writing raw event tables (" + ", ".join(sorted(RAW_TABLES)) + ")"
+            return
+        self._fatal("no space left after dropping raw event tables")
+
+    def _fatal(self, why: str) -> None:
+        self.failed = True
+        for b in self._buffers.values():
+            if b.rows:
+                self._drop(b.name, b.rows, "disk_full")
+                self._clear(b)
+        self._release_reserve()
+        d = self.manifest.setdefault("disk_full", {"at_ns": boottime_ns()})
+        d.update(fatal=True, reason=why)
+        self.manifest["stop_reason"] = f"disk full: {why}"
+        self.manifest["writer"] = self.stats_json()
+        self._try_write_manifest()
+        raise DiskFull(f"disk full writing {self.path}: {why}; the tape is valid up to its last flush")
+
+    # -- manifest ---------------------------------------------------------------
+    def stats_json(self) -> dict:
+        return {"dropped": self.dropped, "early_flushes": self.early_flushes,
+                "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes}
+
+    def _try_write_manifest(self) -> bool:
+        try:
+            atomic_write_json(self.path / MANIFEST, self.manifest)
+            self.manifest_stale = False
+            return True
+        except OSError:
+            self.manifest_stale = True  # the previous manifest stays valid
+            return False
+
+    def _write_manifest_or_fail(self) -> None:
+        for _ in range(3):
+            try:
+                atomic_write_json(self.path / MANIFEST, self.manifest)
+                self.manifest_stale = False
+                return
+            except OSError as e:
+                if e.errno not in _FULL:
+                    raise
+                if self._pending:
+                    self._delete_pending(force=True)
+                    continue
+                break
+        self.manifest_stale = True
+        self._fatal("cannot rewrite the manifest")
 
     def write_manifest(self) -> None:
-        atomic_write_json(self.path / MANIFEST, self.manifest)
+        if self.failed:
+            self._try_write_manifest()
+            return
+        if self.dropped or self.early_flushes:
+            self.manifest["writer"] = self.stats_json()
+        self._write_manifest_or_fail()
+
+    def live_parts(self) -> dict[str, list[Path]]:
+        return {t: [self.path / t / p.name for p in ps] for t, ps in self.parts.items() if ps}
+
+    def snapshot(self, out: str | os.PathLike, reason: str) -> Path:
+        """Flush, then save the current window as its own closed tape at `out` (hard links)."""
+        from .snapshot import write_snapshot
+
+        self.flush(scheduled=False)
+        return write_snapshot(self.path, self.manifest, self.live_parts(), Path(out), reason=reason)
 
     def close(self, end_ns: int) -> None:
-        self.flush()
+        if not self.failed:
+            self.flush()
+        self._delete_pending(force=True)
+        self._release_reserve()
         self.manifest["end_ns"] = end_ns
         self.manifest["closed"] = True
-        self.write_manifest()
+        if self.dropped or self.early_flushes:
+            self.manifest["writer"] = self.stats_json()
+        if self.failed:
+            self._try_write_manifest()
+        else:
+            self._write_manifest_or_fail()

@@ -1,13 +1,27 @@
 """The recorder loop: start sources, poll them on a tick, write what they return.
 
 It knows sources only through the Source protocol (source.py). Every tick it
-polls each active source once (a source must bound its own poll), appends the
-batches to the tape writer, writes recorder_stats once per interval, and
-flushes on the writer's schedule. SIGINT and SIGTERM stop it cleanly.
+polls each active source once (a source must bound its own poll; the loop
+measures each poll and its own lateness), appends the batches to the tape
+writer, writes recorder_stats once per interval, and flushes on the writer's
+schedule (the writer also retires parts outside a retention window).
+
+Signals: SIGINT and SIGTERM stop it cleanly (flush, close). SIGUSR1 saves a
+snapshot of the current window, into the OUT of a pending `nodetape snapshot`
+request file if there is one, else into the snapshot folder. `--snapshot-on`
+triggers save one too, at most once per cooldown.
+
+Once a second it compares CLOCK_REALTIME with CLOCK_BOOTTIME and stores a new
+clock pair in the manifest when the wall clock stepped, so `ts` in views stays
+right across an NTP step.
+
+A full disk (DiskFull from the writer) stops the sources, closes what can be
+closed and propagates: the CLI exits 1 with one line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -20,13 +34,17 @@ from pathlib import Path
 from .. import hostinfo
 from ..clock import boottime_ns, clock_pair
 from ..errors import SourceUnavailable, UserError
-from ..manifest import new_manifest
+from ..manifest import add_clock_pair, atomic_write_json, new_manifest
 from ..schemas import SCHEMA_VERSION, batch
-from ..tape_writer import DEFAULT_FLUSH_NS, TapeWriter
+from ..snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
+from ..tape_writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
 from .registry import load_source_class
 from .source import RecordContext
+from .triggers import Trigger, fired
 
 DEFAULT_TICK_NS = 100_000_000
+DEFAULT_SNAPSHOT_COOLDOWN_NS = 300_000_000_000
+CLOCK_CHECK_NS = 1_000_000_000
 
 
 def _rss_bytes() -> int | None:
@@ -51,12 +69,16 @@ class SourceState:
     tables: tuple[str, ...] = ()
     start_ns: int | None = None
     end_ns: int | None = None
+    needs: str | None = None
+    max_poll_ns: int = 0  # the longest single poll: a source must bound its own
 
     def to_json(self) -> dict:
         st = getattr(self.source, "stats", None)
         return {
             "status": self.status,
             "reason": self.reason,
+            "needs": self.needs if self.status in ("unavailable", "failed") else None,
+            "max_poll_ms": round(self.max_poll_ns / 1e6, 3) if self.source is not None else None,
             "tables": list(self.tables),
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
@@ -77,6 +99,14 @@ class RecordOptions:
     # called about once a second with the recorder, for live progress
     progress: Callable[[Recorder], None] | None = None
     extra_manifest: dict = field(default_factory=dict)
+    # flight-recorder mode: keep only this window / this many bytes of parts
+    retain_ns: int | None = None
+    max_tape_bytes: int | None = None
+    max_buffer_bytes: int | None = None
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    snapshot_on: list[Trigger] = field(default_factory=list)
+    snapshot_dir: Path | None = None
+    snapshot_cooldown_ns: int = DEFAULT_SNAPSHOT_COOLDOWN_NS
 
 
 class Recorder:
@@ -88,10 +118,22 @@ class Recorder:
         self.writer: TapeWriter | None = None
         self.start_ns = 0
         self.rows: dict[str, int] = {}
+        self._snapshot_wanted = threading.Event()
+        # the loop sleeps on this: a stop or a snapshot request wakes it at once
+        self._wake = threading.Event()
+        self._trigger_fired: str | None = None
+        self._last_auto_snapshot: int | None = None
+        self.snapshots: list[dict] = []
+        self.max_lag_ns = 0  # how late the loop's tick ran, since the last stats row
 
     # -- control -------------------------------------------------------------
     def request_stop(self, *_args) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def request_snapshot(self, *_args) -> None:
+        self._snapshot_wanted.set()
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -118,7 +160,23 @@ class Recorder:
             },
             schema_version=SCHEMA_VERSION,
         )
-        return TapeWriter(out, manifest, flush_interval_ns=self.opts.flush_interval_ns)
+        if self.opts.snapshot_on:
+            manifest["options"]["snapshot_on"] = [t.spec for t in self.opts.snapshot_on]
+        # who writes this tape: `nodetape snapshot` signals it (start time guards pid reuse)
+        manifest["recorder"] = {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid()),
+                                "boot_id": manifest["host"].get("boot_id")}
+        kw = {}
+        if self.opts.max_buffer_bytes:
+            kw["max_buffer_bytes"] = self.opts.max_buffer_bytes
+        try:
+            return TapeWriter(out, manifest, flush_interval_ns=self.opts.flush_interval_ns,
+                              max_total_bytes=self.opts.max_total_bytes, retain_ns=self.opts.retain_ns,
+                              max_tape_bytes=self.opts.max_tape_bytes, **kw)
+        except FileExistsError:
+            raise UserError(f"{out}: output folder exists and is not empty (choose a new OUT)", str(out)) from None
+        except PermissionError as e:
+            raise UserError(f"{out}: cannot create the tape: {e.strerror} "
+                            f"(choose a folder this user can write)", str(out)) from None
 
     def _start_sources(self) -> None:
         for name in self.opts.sources:
@@ -127,6 +185,7 @@ class Recorder:
             try:
                 cls = load_source_class(name)
                 st.tables = tuple(cls.tables)
+                st.needs = getattr(cls, "needs", None) or None
                 src = cls()
                 src.probe(self.ctx)
                 initial = src.start(self.ctx)
@@ -141,8 +200,14 @@ class Recorder:
 
     # -- running -------------------------------------------------------------
     def _write(self, batches) -> None:
+        triggers = self.opts.snapshot_on
         for table, b in batches:
             if b.num_rows:
+                if triggers and self._trigger_fired is None:
+                    for t in triggers:
+                        if fired(t, table, b):
+                            self._trigger_fired = t.label
+                            break
                 self.writer.append(table, b)
                 self.rows[table] = self.rows.get(table, 0) + b.num_rows
 
@@ -150,11 +215,16 @@ class Recorder:
         for st in self.states:
             if st.status != "active":
                 continue
+            t0 = time.monotonic_ns()
             try:
-                self._write(st.source.poll(now_ns))
+                out = st.source.poll(now_ns)
             except Exception as e:
                 st.status, st.reason, st.end_ns = "failed", f"{type(e).__name__}: {e}", boottime_ns()
                 self._stop_source(st)
+                continue
+            finally:
+                st.max_poll_ns = max(st.max_poll_ns, time.monotonic_ns() - t0)
+            self._write(out)
 
     def _stop_source(self, st: SourceState) -> None:
         try:
@@ -173,58 +243,146 @@ class Recorder:
                          ("drop_reason", s.drop_reason), ("lag_ns", s.lag_ns),
                          ("recorder_cpu_usec", None), ("recorder_rss_bytes", None)):
                 cols[k].append(v)
+        # the recorder's own row: rows the writer dropped (back-pressure, disk full)
+        # and how late the loop's tick ran since the last row
+        wd = self.writer.dropped
+        reasons: dict[str, int] = {}
+        for d in wd.values():
+            for r, n in d.items():
+                reasons[r] = reasons.get(r, 0) + n
+        reason = "+".join(sorted(reasons, key=lambda r: -reasons[r])) or None
         for k, v in (("ts_ns", now_ns), ("source", "recorder"), ("events", sum(self.rows.values())),
-                     ("dropped", None), ("drop_reason", None), ("lag_ns", None),
+                     ("dropped", self.writer.dropped_rows), ("drop_reason", reason), ("lag_ns", self.max_lag_ns),
                      ("recorder_cpu_usec", _cpu_usec()), ("recorder_rss_bytes", _rss_bytes())):
             cols[k].append(v)
+        self.max_lag_ns = 0
         return batch("recorder_stats", cols)
 
     def _sync_manifest_sources(self) -> None:
-        self.writer.manifest["sources"] = {st.name: st.to_json() for st in self.states}
+        m = self.writer.manifest
+        m["sources"] = {st.name: st.to_json() for st in self.states}
+        if self.snapshots:
+            m["snapshots"] = self.snapshots[-50:]
+
+    # -- snapshots -------------------------------------------------------------
+    def _snapshot(self, out: Path, reason: str) -> Path:
+        self._sync_manifest_sources()
+        path = self.writer.snapshot(out, reason)
+        self.snapshots.append({"path": str(path), "reason": reason, "taken_ns": boottime_ns()})
+        return path
+
+    def _handle_snapshot_requests(self) -> None:
+        """Answer `nodetape snapshot` request files; with none, a SIGUSR1 snapshot into the snapshot folder."""
+        self._snapshot_wanted.clear()
+        tape = self.opts.out
+        requests = sorted(p for p in tape.iterdir() if p.name.startswith(REQUEST_PREFIX))
+        for req in requests:
+            rid = req.name[len(REQUEST_PREFIX):]
+            answer: dict
+            try:
+                out = Path(json.loads(req.read_text())["out"])
+                answer = {"out": str(self._snapshot(out, "request"))}
+            except DiskFull:
+                raise
+            except Exception as e:  # a bad request must not stop the recording
+                answer = {"error": f"{type(e).__name__}: {e}"}
+            req.unlink(missing_ok=True)
+            try:
+                atomic_write_json(tape / f"{RESULT_PREFIX}{rid}", answer)
+            except OSError:
+                pass
+        if not requests:
+            self._try_snapshot(default_snapshot_path(tape, self.opts.snapshot_dir, "sigusr1"), "sigusr1")
+
+    def _try_snapshot(self, out: Path, reason: str) -> None:
+        try:
+            self._snapshot(out, reason)
+        except DiskFull:
+            raise
+        except Exception as e:  # recording goes on; the failure is in the manifest
+            self.snapshots.append({"path": str(out), "reason": reason, "taken_ns": boottime_ns(),
+                                   "error": f"{type(e).__name__}: {e}"})
+
+    def _maybe_auto_snapshot(self, now: int) -> None:
+        label, self._trigger_fired = self._trigger_fired, None
+        if label is None:
+            return
+        if self._last_auto_snapshot is not None and now - self._last_auto_snapshot < self.opts.snapshot_cooldown_ns:
+            return  # rate limit: one incident, one snapshot
+        self._last_auto_snapshot = now
+        self._try_snapshot(default_snapshot_path(self.opts.out, self.opts.snapshot_dir, label), label)
 
     def run(self) -> dict:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest["start_ns"]
-        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {signal.SIGINT: self.request_stop, signal.SIGTERM: self.request_stop,
+                    signal.SIGUSR1: self.request_snapshot}
+        old = {s: signal.signal(s, h) for s, h in handlers.items()}
+        failure: BaseException | None = None
         try:
             self._start_sources()
             self._sync_manifest_sources()
             self.writer.write_manifest()
             self._loop()
+        except DiskFull as e:
+            failure = e
         finally:
             for st in self.states:
                 if st.status == "active":
                     self._stop_source(st)
                     st.status, st.end_ns = "stopped", boottime_ns()
             end = boottime_ns()
-            self._write([("recorder_stats", self._stats_batch(end))])
-            self._sync_manifest_sources()
-            self.writer.close(end)
+            try:
+                self._write([("recorder_stats", self._stats_batch(end))])
+                self._sync_manifest_sources()
+                self.writer.close(end)
+            except DiskFull as e:
+                failure = failure or e
             for s, h in old.items():
                 signal.signal(s, h)
+        if failure is not None:
+            raise failure
         return self.writer.manifest
+
+    def _check_clock(self) -> None:
+        keep = boottime_ns() - self.opts.retain_ns if self.opts.retain_ns else None
+        add_clock_pair(self.writer.manifest, clock_pair(), keep_from_ns=keep)
 
     def _loop(self) -> None:
         tick = self.opts.tick_ns
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
-        next_stats = next_progress = self.start_ns
+        next_stats = next_progress = next_clock = self.start_ns
+        planned = self.start_ns
+        wake = self._wake
         while not self._stop.is_set():
             now = boottime_ns()
             if deadline is not None and now >= deadline:
                 break
+            self.max_lag_ns = max(self.max_lag_ns, now - planned)
             self._poll_all(now)
             if now >= next_stats:
                 self._write([("recorder_stats", self._stats_batch(now))])
                 next_stats = now + self.ctx.interval_ns
+            if now >= next_clock:
+                self._check_clock()
+                next_clock = now + CLOCK_CHECK_NS
+            if self._snapshot_wanted.is_set():
+                self._handle_snapshot_requests()
+            if self._trigger_fired is not None:
+                self._maybe_auto_snapshot(now)
             if self.writer.due():
                 self._sync_manifest_sources()
                 self.writer.flush()
             if self.opts.progress and now >= next_progress:
                 self.opts.progress(self)
                 next_progress = now + 1_000_000_000
+            planned = now + tick
             sleep_ns = tick - (boottime_ns() - now)
             if deadline is not None:
                 sleep_ns = min(sleep_ns, deadline - boottime_ns())
             if sleep_ns > 0:
-                self._stop.wait(sleep_ns / 1e9)
+                wake.wait(sleep_ns / 1e9)
+                wake.clear()
+            else:
+                planned = boottime_ns()  # overran the tick: lag is measured from here
         time.sleep(0)
