@@ -15,10 +15,8 @@ Every cgroup and container it makes is removed again, also on Ctrl-C.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .background import BackgroundRecording
 from .errors import UserError
 
 QUOTA_US, PERIOD_US = 20_000, 100_000  # 0.2 cores
@@ -34,22 +33,6 @@ BPF_SOURCES = {"syscalls", "latency", "lineage", "cgroup-tp", "opens", "drops", 
 
 def _say(msg: str) -> None:
     print(f"\033[1m==>\033[0m {msg}" if sys.stdout.isatty() else f"==> {msg}", flush=True)
-
-
-def _wait_for_manifest_sources(tape: Path, rec: subprocess.Popen, timeout: float = 120) -> dict:
-    """The recorder writes source statuses once every source has started (BPF compiled)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if rec.poll() is not None:
-            raise UserError(f"the recorder exited early (code {rec.returncode}); try 'nodetape doctor'")
-        try:
-            m = json.loads((tape / "manifest.json").read_text())
-            if m.get("sources"):
-                return m
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise UserError("the recorder did not start within 2 minutes")
 
 
 class _PlainCgroup:
@@ -167,39 +150,32 @@ def run_demo(out: Path | None = None, seconds: float = 6.0, bpf: bool = True) ->
     pod_uid, container_id = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
 
     _say(f"recording into {out} (sources: {'all' if bpf else 'all but eBPF'}; compiling eBPF takes a few seconds)")
-    rec = subprocess.Popen(
-        [sys.executable, "-m", "nodetape.cli", "record", str(out), "--interval", "250ms", "--flush", "1s",
-         "--sources", ",".join(sources), "--quiet"],
-        start_new_session=True,  # Ctrl-C reaches the demo; the demo stops the recorder in order
-    )
     bundle = Path(tempfile.mkdtemp(prefix="nodetape-demo-bundle-"))
     workload = None
     try:
-        m = _wait_for_manifest_sources(out, rec)
-        active = [n for n, s in m["sources"].items() if s["status"] == "active"]
-        off = {n: s["reason"] for n, s in m["sources"].items() if s["status"] != "active"}
-        _say(f"recorder ready: {len(active)} sources active ({', '.join(active)})")
-        for n, why in off.items():
-            print(f"    not recording {n}: {why}")
-        time.sleep(0.5)  # a baseline before the container exists
-        if use_runc:
-            workload = runc.Container(bundle, container_id=container_id, pod_uid=pod_uid,
-                                      cpu_quota_us=QUOTA_US, cpu_period_us=PERIOD_US)
-            _say(f"starting a real container with runc: cgroupsPath {workload.cgroups_path}, "
-                 f"quota {QUOTA_US / PERIOD_US:.1f} cores, a CPU-bound shell loop")
-        else:
-            workload = _PlainCgroup(Path("/sys/fs/cgroup"), pod_uid, container_id)
-            _say("runc is not installed (apt-get install runc busybox-static): using a plain cgroup at "
-                 f"/kubepods/burstable/pod{pod_uid}/{container_id} with a 0.2-core quota and a child "
-                 "process instead (no namespaces: the birth has no namespaces_isolated stage)")
-        workload.start()
-        _say(f"running for {seconds:g}s under the quota")
-        time.sleep(seconds)
-        _say("stopping the container")
-        workload.stop()
-        time.sleep(1.0)  # let the recorder see the removal and a last sample
+        with BackgroundRecording(out, sources) as rec:
+            _say(f"recorder ready: {len(rec.active)} sources active ({', '.join(rec.active)})")
+            for n, why in rec.unavailable.items():
+                print(f"    not recording {n}: {why}")
+            time.sleep(0.5)  # a baseline before the container exists
+            if use_runc:
+                workload = runc.Container(bundle, container_id=container_id, pod_uid=pod_uid,
+                                          cpu_quota_us=QUOTA_US, cpu_period_us=PERIOD_US)
+                _say(f"starting a real container with runc: cgroupsPath {workload.cgroups_path}, "
+                     f"quota {QUOTA_US / PERIOD_US:.1f} cores, a CPU-bound shell loop")
+            else:
+                workload = _PlainCgroup(Path("/sys/fs/cgroup"), pod_uid, container_id)
+                _say("runc is not installed (apt-get install runc busybox-static): using a plain cgroup at "
+                     f"/kubepods/burstable/pod{pod_uid}/{container_id} with a 0.2-core quota and a child "
+                     "process instead (no namespaces: the birth has no namespaces_isolated stage)")
+            workload.start()
+            _say(f"running for {seconds:g}s under the quota")
+            time.sleep(seconds)
+            _say("stopping the container")
+            workload.stop()
+            time.sleep(1.0)  # let the recorder see the removal and a last sample
     except KeyboardInterrupt:
-        _say("interrupted: cleaning up")
+        _say("interrupted: cleaned up the container and stopped the recorder")
         raise
     finally:
         if workload is not None:
@@ -207,13 +183,6 @@ def run_demo(out: Path | None = None, seconds: float = 6.0, bpf: bool = True) ->
             if use_runc:
                 runc.remove_pod_cgroups(Path("/sys/fs/cgroup"), pod_uid)
         shutil.rmtree(bundle, ignore_errors=True)
-        if rec.poll() is None:
-            rec.send_signal(signal.SIGTERM)
-        try:
-            rec.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            rec.kill()
-            rec.wait()
     _say("recording stopped")
     stages, worst = explain(out, pod_uid, container_id)
     print()
