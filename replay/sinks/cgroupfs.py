@@ -236,7 +236,10 @@ class CgroupfsSink:
             return
         g = row.get
         h = self.hierarchy_for("cpu")
-        if h is not None and (d := self._dir(h, path)) is not None:
+        cpu_vals = [g(k) for k in ("nr_periods", "nr_throttled", "throttled_usec", "cpu_period_usec")]
+        if h == UNIFIED:
+            cpu_vals.append(g("cpu_usage_usec"))
+        if h is not None and any(v is not None for v in cpu_vals) and (d := self._dir(h, path)) is not None:
             if h == UNIFIED:
                 stat = _kv([("usage_usec", g("cpu_usage_usec")), ("nr_periods", g("nr_periods")),
                             ("nr_throttled", g("nr_throttled")), ("throttled_usec", g("throttled_usec"))])
@@ -257,8 +260,10 @@ class CgroupfsSink:
         if ha is not None and ha != UNIFIED and g("cpu_usage_usec") is not None and (d := self._dir(ha, path)) is not None:
             write_in_place(d / "cpuacct.usage", f"{g('cpu_usage_usec') * 1000}\n")
         hm = self.hierarchy_for("memory")
-        if hm is not None and (d := self._dir(hm, path)) is not None:
-            cur, lim = g("memory_current"), g("memory_max")
+        cur, lim = g("memory_current"), g("memory_max")
+        # a cgroup is made in a hierarchy only where the row has values from it:
+        # rows of cgroups absent from the memory hierarchy have NULL there
+        if hm is not None and (cur is not None or lim is not None) and (d := self._dir(hm, path)) is not None:
             if hm == UNIFIED:
                 if cur is not None:
                     write_in_place(d / "memory.current", f"{cur}\n")
