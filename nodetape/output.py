@@ -31,7 +31,8 @@ def _plain(v):
     if isinstance(v, dt.timedelta):
         return v.total_seconds()
     if isinstance(v, Decimal):
-        return float(v)
+        # DuckDB's sum() of integers is a HUGEINT, which arrives as a decimal
+        return int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None
     if isinstance(v, bytes):

@@ -1,0 +1,52 @@
+"""Fixture tapes are real recordings with the shape their scenario promises, and
+the fixture script, run again on this kernel, reproduces that shape."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kernelutil import have, require, require_root
+from shapes import shape
+
+REPO = Path(__file__).resolve().parents[2]
+TAPES = REPO / "fixtures" / "tapes"
+SCENARIOS = ["runc-quota", "runc-birth-no-ebpf", "container-burst", "oom-kill"]
+
+PROMISES = {
+    "runc-quota": {"throttled_over_90pct": True},
+    "runc-birth-no-ebpf": {},
+    "container-burst": {},
+    "oom-kill": {"oom_kill": True, "psi_trigger_fired": True},
+}
+STAGES = {
+    "runc-quota": {"cgroup_created", "process_attached", "exec", "first_syscalls", "namespaces_isolated"},
+    "runc-birth-no-ebpf": {"cgroup_created", "process_attached", "exec", "namespaces_isolated"},
+    "container-burst": {"cgroup_created", "process_attached", "exec", "first_syscalls"},
+    "oom-kill": {"cgroup_created", "populated"},
+}
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_checked_in_fixture_keeps_its_promise(name):
+    s = shape(TAPES / name)
+    for key, want in PROMISES[name].items():
+        assert s[key] == want, (name, key, s)
+    stages = {st for b in s["births"] for st in b.split(":", 1)[1].split(" x")[0].split(",")}
+    assert STAGES[name] <= stages, (name, s["births"])
+    manifest = (TAPES / name / "manifest.json").read_text()
+    assert '"closed": true' in manifest
+
+
+def test_recording_the_fixtures_again_gives_the_same_shapes(tmp_path):
+    require_root()
+    require(have("runc") and Path("/bin/busybox").exists(), "needs runc and busybox-static")
+    env = dict(os.environ, NODETAPE_FIXTURE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, str(REPO / "fixtures" / "record_fixtures.py")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in SCENARIOS:
+        assert shape(tmp_path / name) == shape(TAPES / name), name
