@@ -256,15 +256,49 @@ class CgroupSamplesSource(BaseSource):
                     nprocs = 0  # skip rule 3
                 else:
                     nprocs = cf.count_procs(pr.read()) if pr is not None else None
-            except OSError:
-                continue  # removed since the last drain; its `removed` event comes next drain
-            except ValueError:
+            except (OSError, ValueError):
+                row = self._row_with_missing_files(cg, ts)
+                if row is not None:
+                    append(row)
                 continue
             append((ts, main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs, *cg.ident))
         if not rows:
             return []
         cols = dict(zip(_COLS, map(list, zip(*rows))))
         return [("cgroup_samples", batch("cgroup_samples", cols))]
+
+    def _row_with_missing_files(self, cg: _Cgroup, ts: int) -> tuple | None:
+        """The slow path after a failed read: a cgroup that still exists but lacks a file.
+
+        The kernel omits files on the root cgroup (memory.current, pids.current,
+        cpu.max are CFTYPE_NOT_ON_ROOT) and in cgroups whose parent did not enable
+        the controller; those values are NULL. A cgroup removed since the last
+        drain yields no row (its `removed` event comes with the next drain).
+        """
+        def opt(kf: KeptFile | None, parse):
+            if kf is None:
+                return None
+            try:
+                return parse(kf.read())
+            except (OSError, ValueError):
+                return None
+
+        if self.v2:
+            s = opt(cg.stat, lambda b: cf.parse_cpu_stat(b.decode()))
+            usage = s["cpu_usage_usec"] if s else None
+            stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"]) if s else _NO_STAT
+        else:
+            usage = opt(cg.usage, lambda b: cf.cpuacct_usage_usec(b.decode()))
+            s = opt(cg.stat, lambda b: cf.parse_cpu_stat(b.decode()))
+            stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"]) if s else _NO_STAT
+        mem = opt(cg.mem, lambda b: cf.parse_int(b.decode()))
+        pids = opt(cg.pids, lambda b: cf.parse_int(b.decode()))
+        nprocs = 0 if pids == 0 else opt(cg.procs, cf.count_procs)
+        # checked after the reads: a file missing while the directory still exists is absent, not removed
+        if not any(os.path.isdir(self.tree.path(h, cg.rel)) for h in self._hiers):
+            return None
+        return (ts, self.main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs,
+                *cg.ident)
 
     def stop(self) -> Batches:
         for cg in self._cgroups.values():
