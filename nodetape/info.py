@@ -11,7 +11,10 @@ from .tape_reader import Tape
 def wall(tape: Tape, boot_ns: int | None) -> str:
     if boot_ns is None:
         return "-"
-    t = dt.datetime.fromtimestamp((boot_ns + tape.offset_at(boot_ns)) / 1e9, tz=dt.timezone.utc)
+    try:
+        t = dt.datetime.fromtimestamp((boot_ns + tape.offset_at(boot_ns)) / 1e9, tz=dt.timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return f"boottime {boot_ns} ns (wall time out of range)"
     return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
@@ -32,7 +35,7 @@ def summary(tape: Tape) -> dict:
         last = m.get("last_flush_ns")
     return {
         "path": str(tape.path),
-        "host": m.get("host", {}),
+        "host": m.get("host") or {},
         "schema_version": m["schema_version"],
         "nodetape_version": m.get("nodetape_version"),
         "start": wall(tape, m.get("start_ns")),
@@ -46,7 +49,7 @@ def summary(tape: Tape) -> dict:
         "snapshot_of": m.get("snapshot"),
         "snapshots": m.get("snapshots") or [],
         "clock_pairs": len(m["clock"].get("snapshots") or []),
-        "cgroup_mode": m.get("cgroup", {}).get("mode"),
+        "cgroup_mode": (m.get("cgroup") or {}).get("mode"),
         "sources": m.get("sources", {}),
         "tables": {t: {"rows": len_rows(tape, t), "parts": len(p), "bytes": _size(p)}
                    for t, p in tape.parts.items() if p},
@@ -113,7 +116,7 @@ def render(tape: Tape) -> str:
     lines += ["", "sources"]
     width = max([len(n) for n in s["sources"]] + [6])
     for name, st in s["sources"].items():
-        status = st.get("status")
+        status = str(st.get("status"))
         detail = f"{st.get('events', 0)} events, {st.get('dropped', 0)} dropped" if status in ("active", "stopped") else (st.get("reason") or "")
         if status in ("active", "stopped") and st.get("dropped"):
             detail += f" ({st.get('drop_reason')})"

@@ -72,7 +72,8 @@ def add_clock_pair(manifest: dict, pair: tuple[int, int], *, keep_from_ns: int |
             snaps.pop(0)
     while len(snaps) > MAX_CLOCK_PAIRS:
         offs = [r - b for b, r in snaps]
-        i = min(range(1, len(snaps)), key=lambda k: abs(offs[k] - offs[k - 1]))
+        # never the first (dates the start) nor the last (the offset in effect now)
+        i = min(range(1, len(snaps) - 1), key=lambda k: abs(offs[k] - offs[k - 1]))
         snaps.pop(i)
     return stored
 

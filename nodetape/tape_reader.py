@@ -221,12 +221,35 @@ def table_select(tape: Tape, t: Table) -> str:
     return f"SELECT {select} FROM (SELECT 1 WHERE false)"
 
 
+def _blame_part(con, tapes: list[Tape], t: Table, err: Exception) -> TapeError:
+    """Which part made DuckDB fail on table t: a TapeError naming it."""
+    import duckdb
+
+    for tape in tapes:
+        for part in tape.parts[t.name]:
+            try:
+                con.execute(f"SELECT * FROM read_parquet({_sql_str(str(part))}) LIMIT 0")
+            except duckdb.Error as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                return TapeError(f"{part}: corrupt Parquet part ({first})", str(part))
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    where = ", ".join(str(tape.path) for tape in tapes)
+    return TapeError(f"{where}: cannot read table {t.name} ({first})", where)
+
+
 def connect(tapes: list[Tape], con=None):
-    """A DuckDB connection with one view per table over all given tapes."""
+    """A DuckDB connection with one view per table over all given tapes.
+
+    DuckDB reads each part's footer here; a footer pyarrow accepted but DuckDB
+    does not is a TapeError naming the part.
+    """
     import duckdb  # lazy: keeps `nodetape --help` fast
 
     con = con or duckdb.connect()
     for t in TABLES:
         sql = " UNION ALL ".join(table_select(tape, t) for tape in tapes)
-        con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {sql}')
+        try:
+            con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {sql}')
+        except duckdb.Error as e:
+            raise _blame_part(con, tapes, t, e) from None
     return con

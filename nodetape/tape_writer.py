@@ -179,7 +179,8 @@ class TapeWriter:
                  max_tape_bytes: int | None = None,
                  delete_grace_ns: int | None = None,
                  reserve_bytes: int = RESERVE_BYTES,
-                 clock=time.monotonic_ns):
+                 clock=time.monotonic_ns,
+                 boot_clock=boottime_ns):
         self.path = Path(path)
         self.manifest = manifest
         self.flush_interval_ns = flush_interval_ns
@@ -192,6 +193,8 @@ class TapeWriter:
                                 else min(max(2 * flush_interval_ns, 2_000_000_000), 30_000_000_000))
         self.min_early_flush_ns = max(50_000_000, flush_interval_ns // 8)
         self._clock = clock
+        # the clock of the rows (retention compares it with their ts_ns)
+        self._boot_clock = boot_clock
         self._buffers: dict[str, _TableBuffer] = {}
         self._buffered = 0
         self._last_flush = self._last_early = clock()
@@ -344,7 +347,7 @@ class TapeWriter:
         if scheduled:
             self._last_flush = self._clock()
         # how far a tape that is never closed (SIGKILL) is known to reach
-        self.manifest["last_flush_ns"] = boottime_ns()
+        self.manifest["last_flush_ns"] = self._boot_clock()
         self.enforce_retention()
         self.write_manifest()
         self._delete_pending()
@@ -383,7 +386,7 @@ class TapeWriter:
         os.replace(tmp, folder / name)
         _fsync_dir(folder)
         max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
-        info = PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, boottime_ns())
+        info = PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock())
         self.parts.setdefault(buf.name, []).append(info)
         m = self.manifest["tables"].setdefault(buf.name, {"rows": 0, "bytes": 0, "parts": []})
         m["rows"] += info.rows
@@ -425,7 +428,7 @@ class TapeWriter:
         """
         n = 0
         if self.retain_ns:
-            cutoff = (now_boot_ns if now_boot_ns is not None else boottime_ns()) - self.retain_ns
+            cutoff = (now_boot_ns if now_boot_ns is not None else self._boot_clock()) - self.retain_ns
             for ps in self.parts.values():
                 # parts of a table are in time order: retire the old prefix
                 while ps and ps[0].age_key < cutoff:
