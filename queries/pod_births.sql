@@ -30,13 +30,16 @@ ident AS (
     FROM cgroup_samples WHERE pod_uid IS NOT NULL
 ),
 ev AS (
+    SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
+           pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_events WHERE pod_uid IS NOT NULL
+    UNION ALL
     SELECT c.host, c.ts_ns, c.ts, c.seq, c.source, c.kind, c.hierarchy, c.cgroup_path, c.cgroup_id, c.pid, c.comm,
-           coalesce(c.pod_uid, i.pod_uid) AS pod_uid,
-           CASE WHEN c.pod_uid IS NOT NULL THEN coalesce(c.container_id, '') ELSE i.ckey END AS ckey
+           i.pod_uid, i.ckey
     FROM cgroup_events c
-    LEFT JOIN (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(ckey) AS ckey FROM ident GROUP BY ALL) i
-           ON c.pod_uid IS NULL AND i.host = c.host AND i.cgroup_path = c.cgroup_path
-    WHERE c.pod_uid IS NOT NULL OR i.pod_uid IS NOT NULL
+    JOIN (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(ckey) AS ckey FROM ident GROUP BY ALL) i
+      ON i.host = c.host AND i.cgroup_path = c.cgroup_path
+    WHERE c.pod_uid IS NULL
 ),
 -- one entity per (host, pod, container); its creation from eBPF when any eBPF row saw it
 created AS (
