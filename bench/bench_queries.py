@@ -81,7 +81,8 @@ def generate(out, rows: int, seed: int = 1) -> dict:
         put("cgroup_events", {
             "ts_ns": ts, "source": _dict(np.zeros(kk.size), ["ebpf"]), "kind": _dict(np.zeros(kk.size), [kind]),
             "hierarchy": _dict(h_idx, HIERARCHIES), "cgroup_path": _dict(kk, paths),
-            "cgroup_id": np.where(h_idx == nh - 1, unified_id[kk], kk.astype(np.uint64) * 16 + h_idx.astype(np.uint64)),
+            "cgroup_id": np.where(h_idx == nh - 1, unified_id[kk] + np.uint64(0 if is_c else 10_000_000),
+                                  kk.astype(np.uint64) * 16 + h_idx.astype(np.uint64)),
             "pod_uid": _dict(kk, pods), "container_id": _dict(kk, cids) if is_c else None,
             "qos_class": _dict(np.zeros(kk.size), ["burstable"]),
         })

@@ -157,42 +157,47 @@ nsiso AS (
 ),
 -- first_syscalls: the first counting interval charging syscalls to the cgroup2 id,
 -- then what was counted in the second that followed
-sc AS (
-    SELECT i.host, i.pod_uid, i.ckey, s.interval_start_ns, s.interval_end_ns, s.interval_start,
-           s.syscall_name, s.syscall_nr, s.count
-    FROM syscall_counts s JOIN ids i ON s.host = i.host AND s.cgroup_id = i.cgroup_id
-    WHERE s.count > 0
+-- (grouped by cgroup id, integers only, before any string: syscall_counts is the big table)
+idt AS (
+    SELECT i.host, i.pod_uid, i.ckey, i.cgroup_id, e.t0
+    FROM ids i JOIN ent e USING (host, pod_uid, ckey)
 ),
 sc_first AS (
-    SELECT sc.host, sc.pod_uid, sc.ckey, min(sc.interval_start_ns) AS first_start
-    FROM sc JOIN ent e USING (host, pod_uid, ckey)
-    WHERE sc.interval_end_ns >= e.t0
-    GROUP BY ALL
+    SELECT s.host, s.cgroup_id, min(s.interval_start_ns) AS first_start
+    FROM syscall_counts s
+    JOIN (SELECT host, cgroup_id, min(t0) AS t0 FROM idt GROUP BY ALL) x
+      ON s.host = x.host AND s.cgroup_id = x.cgroup_id
+    WHERE s.count > 0 AND s.interval_end_ns >= x.t0
+    GROUP BY s.host, s.cgroup_id
 ),
 sc_sec AS (
-    SELECT sc.host, sc.pod_uid, sc.ckey, coalesce(sc.syscall_name, '#' || sc.syscall_nr) AS name,
-           sum(sc.count)::BIGINT AS n
-    FROM sc JOIN sc_first f USING (host, pod_uid, ckey)
-    WHERE sc.interval_start_ns < f.first_start + 1000000000 AND sc.interval_start_ns >= f.first_start
-    GROUP BY ALL
+    SELECT s.host, s.cgroup_id, s.syscall_nr, coalesce(any_value(s.syscall_name), '#' || s.syscall_nr) AS name,
+           sum(s.count)::BIGINT AS n
+    FROM syscall_counts s
+    JOIN sc_first f ON s.host = f.host AND s.cgroup_id = f.cgroup_id
+    WHERE s.count > 0 AND s.interval_start_ns >= f.first_start AND s.interval_start_ns < f.first_start + 1000000000
+    GROUP BY s.host, s.cgroup_id, s.syscall_nr
 ),
 sc_top AS (
-    SELECT host, pod_uid, ckey, sum(n) AS total,
+    SELECT host, cgroup_id, sum(n) AS total,
            sum(n) FILTER (WHERE name IN ('clone', 'clone3', 'fork', 'vfork')) AS clones,
            string_agg(name || ' ' || n, ', ' ORDER BY n DESC, name) FILTER (WHERE rk <= 5) AS top
-    FROM (SELECT *, row_number() OVER (PARTITION BY host, pod_uid, ckey ORDER BY n DESC, name) AS rk FROM sc_sec)
+    FROM (SELECT *, row_number() OVER (PARTITION BY host, cgroup_id ORDER BY n DESC, name) AS rk FROM sc_sec)
     GROUP BY ALL
 ),
 first_sc AS (
-    SELECT f.host, f.pod_uid, f.ckey, 'first_syscalls' AS stage,
+    SELECT i.host, i.pod_uid, i.ckey, 'first_syscalls' AS stage,
            -- the counting interval may have started before the cgroup existed, or before a
            -- task was in it: the calls came after both
            greatest(f.first_start, e.t0, coalesce(a.ts_ns, e.t0)) AS ts_ns,
            e.t0_ts + to_microseconds(((greatest(f.first_start, e.t0, coalesce(a.ts_ns, e.t0)) - e.t0) // 1000)::BIGINT) AS ts,
            t.total || ' syscalls in the first second (' || coalesce(t.clones, 0) || ' clone/fork); top: '
                || t.top || ' via ebpf' AS detail
-    FROM sc_first f JOIN ent e USING (host, pod_uid, ckey) JOIN sc_top t USING (host, pod_uid, ckey)
-    LEFT JOIN attach a USING (host, pod_uid, ckey)
+    FROM idt i
+    JOIN sc_first f ON f.host = i.host AND f.cgroup_id = i.cgroup_id
+    JOIN sc_top t ON t.host = i.host AND t.cgroup_id = i.cgroup_id
+    JOIN ent e ON e.host = i.host AND e.pod_uid = i.pod_uid AND e.ckey = i.ckey
+    LEFT JOIN attach a ON a.host = i.host AND a.pod_uid = i.pod_uid AND a.ckey = i.ckey
 ),
 populated AS (
     SELECT v.host, v.pod_uid, v.ckey, 'populated' AS stage,
