@@ -64,7 +64,9 @@ def print_summary(out: Path, manifest: dict, stream: IO[str]) -> None:
     unavailable = {n: s for n, s in sources.items() if s.get("status") in ("unavailable", "failed")}
     if unavailable:
         w(f"{len(unavailable)} source(s) did not run (see 'nodetape info {out}'):\n")
+        last_needs = None
         for n, s in unavailable.items():
             w(f"  - {n}: {s.get('reason')}\n")
-            if s.get("needs"):
+            if s.get("needs") and s["needs"] != last_needs:
                 w(f"    needs: {s['needs']}\n")
+            last_needs = s.get("needs")

@@ -247,9 +247,18 @@ def connect(tapes: list[Tape], con=None):
 
     con = con or duckdb.connect()
     for t in TABLES:
-        sql = " UNION ALL ".join(table_select(tape, t) for tape in tapes)
-        try:
-            con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {sql}')
-        except duckdb.Error as e:
-            raise _blame_part(con, tapes, t, e) from None
+        for attempt in range(3):
+            sql = " UNION ALL ".join(table_select(tape, t) for tape in tapes)
+            try:
+                con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {sql}')
+                break
+            except duckdb.Error as e:
+                vanished = False
+                for tape in tapes:
+                    kept = [p for p in tape.parts[t.name] if p.exists()]
+                    vanished |= len(kept) != len(tape.parts[t.name])
+                    tape.parts[t.name] = kept
+                if not vanished or attempt == 2:
+                    # retention in a live recorder removes parts; anything else is damage
+                    raise _blame_part(con, tapes, t, e) from None
     return con

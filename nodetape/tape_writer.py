@@ -366,7 +366,7 @@ class TapeWriter:
             except OSError as e:
                 if e.errno not in _FULL:
                     raise
-                self._make_room(buf)
+                self._make_room(buf)  # a raw buffer is emptied when raw tables are given up
         self._fatal(f"still full after freeing space (table {buf.name})")
 
     def _flush_table(self, buf: _TableBuffer) -> None:
@@ -466,38 +466,44 @@ class TapeWriter:
         return freed
 
     # -- disk full ----------------------------------------------------------------
-    def _make_room(self, buf: _TableBuffer) -> None:
-        """One step of the disk-full escalation (see the module doc); raises DiskFull at the end."""
+    def _make_room(self, buf: _TableBuffer | None) -> str:
+        """One step of the disk-full escalation (see the module doc).
+
+        Returns 'retry' when space may have been freed, 'degraded' when raw tables
+        were just given up; raises DiskFull at the end.
+        """
         if self._pending:
             # the manifest already dropped them: skip their grace period
             self._delete_pending(force=True)
-            return
+            return "retry"
         if (self.retain_ns or self.max_tape_bytes) and self._oldest() is not None:
             # flight-recorder mode: the oldest rows are the ones to lose; free about
             # what the part needs (a part is smaller than its Arrow buffer)
-            need, freed, n = buf.nbytes // 2 + (64 << 10), 0, 0
+            need = (buf.nbytes // 2 if buf is not None else 0) + (64 << 10)
+            freed = n = 0
             while freed < need and (p := self._oldest()) is not None:
                 self._retire(p, 0)
                 freed += p.bytes
                 n += 1
-            d = self.manifest.setdefault("disk_full", {"at_ns": boottime_ns(), "fatal": False})
+            d = self.manifest.setdefault("disk_full", {"at_ns": self._boot_clock(), "fatal": False})
             d["evicted_parts"] = d.get("evicted_parts", 0) + n
             d["action"] = "retired the oldest parts early to make room"
-            self._write_manifest_or_fail()
+            # manifest first, then the files; if even the manifest cannot be written
+            # the files go anyway (readers skip parts that vanished)
+            self._try_write_manifest()
             self._delete_pending(force=True)
-            return
+            return "retry"
         if not self.degraded:
             self.degraded = True
-            dropped = 0
             for b in self._buffers.values():
                 if b.name in RAW_TABLES and b.rows:
                     self._drop(b.name, b.rows, "disk_full")
-                    dropped += b.rows
                     self._clear(b)
-            d = self.manifest.setdefault("disk_full", {"at_ns": boottime_ns(), "fatal": False})
+            d = self.manifest.setdefault("disk_full", {"at_ns": self._boot_clock(), "fatal": False})
             d["action"] = "stopped writing raw event tables (" + ", ".join(sorted(RAW_TABLES)) + ")"
-            return
+            return "degraded"
         self._fatal("no space left after dropping raw event tables")
+        return "fatal"  # not reached
 
     def _fatal(self, why: str) -> None:
         self.failed = True
@@ -528,7 +534,7 @@ class TapeWriter:
             return False
 
     def _write_manifest_or_fail(self) -> None:
-        for _ in range(3):
+        for _ in range(8):
             try:
                 atomic_write_json(self.path / MANIFEST, self.manifest)
                 self.manifest_stale = False
@@ -536,10 +542,11 @@ class TapeWriter:
             except OSError as e:
                 if e.errno not in _FULL:
                     raise
-                if self._pending:
-                    self._delete_pending(force=True)
-                    continue
-                break
+                if self._make_room(None) == "degraded":
+                    # the previous manifest stays valid (readers trust the parts on
+                    # disk); go on without raw tables and try again at the next flush
+                    self.manifest_stale = True
+                    return
         self.manifest_stale = True
         self._fatal("cannot rewrite the manifest")
 
@@ -561,10 +568,22 @@ class TapeWriter:
         self.flush(scheduled=False)
         return write_snapshot(self.path, self.manifest, self.live_parts(), Path(out), reason=reason)
 
+    def _finish_pending(self, wait_ns: int = 1_000_000_000) -> None:
+        """Unlink retired parts, waiting up to `wait_ns` for their grace periods.
+
+        What is still in its grace period after that stays on disk: the manifest's
+        `first_part` already excludes it, so readers ignore it.
+        """
+        until = time.monotonic_ns() + wait_ns
+        self._delete_pending()
+        while self._pending and time.monotonic_ns() < until:
+            time.sleep(0.05)
+            self._delete_pending()
+
     def close(self, end_ns: int) -> None:
         if not self.failed:
             self.flush()
-        self._delete_pending(force=True)
+        self._finish_pending(0 if self.failed else 1_000_000_000)
         self._release_reserve()
         self.manifest["end_ns"] = end_ns
         self.manifest["closed"] = True

@@ -142,7 +142,11 @@ class Recorder:
     # -- setup ---------------------------------------------------------------
     def _open_tape(self) -> TapeWriter:
         out = self.opts.out
-        if out.exists() and any(out.iterdir()):
+        try:
+            not_empty = out.exists() and (not out.is_dir() or any(out.iterdir()))
+        except OSError as e:
+            raise UserError(f"{out}: cannot use as the tape folder: {e.strerror}", str(out)) from None
+        if not_empty:
             raise UserError(f"{out}: output folder exists and is not empty (choose a new OUT)", str(out))
         layout = self.ctx.layout
         manifest = new_manifest(
@@ -174,9 +178,11 @@ class Recorder:
                               max_tape_bytes=self.opts.max_tape_bytes, **kw)
         except FileExistsError:
             raise UserError(f"{out}: output folder exists and is not empty (choose a new OUT)", str(out)) from None
-        except PermissionError as e:
-            raise UserError(f"{out}: cannot create the tape: {e.strerror} "
-                            f"(choose a folder this user can write)", str(out)) from None
+        except DiskFull:
+            raise
+        except OSError as e:
+            hint = " (choose a folder this user can write)" if isinstance(e, PermissionError) else ""
+            raise UserError(f"{out}: cannot create the tape: {e.strerror or e}{hint}", str(out)) from None
 
     def _start_sources(self) -> None:
         for name in self.opts.sources:
