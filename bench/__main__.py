@@ -22,6 +22,7 @@ import traceback
 
 from .common import REPO
 
+# section -> (module, title); ARGS gives each module's run() its sizes for full and quick runs
 SECTIONS = {
     "syscalls": ("bench.bench_syscalls", "1. Syscall counting: overhead beside syscount and bpftrace"),
     "ringbuf": ("bench.bench_ringbuf", "2. Raw event throughput: batch ring-buffer consumer vs bare bcc callback"),
@@ -29,6 +30,16 @@ SECTIONS = {
     "recording": ("bench.bench_recording", "4 and 7. Storage and idle overhead"),
     "queries": ("bench.bench_queries", "5. Query speed on synthetic tapes"),
     "replay": ("bench.bench_replay", "6. Replay speed and pacing"),
+}
+
+
+ARGS = {
+    "syscalls": ({"n": 3_000_000, "repeats": 5}, {"n": 300_000, "repeats": 1}),
+    "ringbuf": ({"seconds": 3.0}, {"seconds": 1.0, "drain_pages": 4096}),
+    "sampler": ({"counts": (100, 1000, 5000), "seconds": 10.0}, {"counts": (100, 1000), "seconds": 2.0}),
+    "recording": ({"quick": False}, {"quick": True}),
+    "queries": ({"quick": False}, {"quick": True}),
+    "replay": ({"quick": False}, {"quick": True}),
 }
 
 
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             mod = importlib.import_module(module)
-            out = mod.run(quick=args.quick)
+            out = mod.run(**ARGS[name][1 if args.quick else 0])
             results["sections"][name] = {"ok": True, "seconds": round(time.monotonic() - t0, 1), "result": out}
         except Exception as e:  # one broken section must not lose the others' numbers
             traceback.print_exc()
