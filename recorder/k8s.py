@@ -113,3 +113,9 @@ def _cgroupfs(rest: list[str]) -> K8sIdentity:
             cid, runtime = _container(rest[1]) if len(rest) > 1 else (None, None)
             return K8sIdentity(_uid(m.group(1)), cid, qos or "guaranteed", runtime)
     return K8sIdentity(None, None, qos, None)
+
+
+def identity_columns(paths) -> dict[str, list]:
+    """The four identity columns for a sequence of cgroup paths (batch form of identity())."""
+    idents = [identity(p) for p in paths]
+    return {field: [getattr(i, field) for i in idents] for field in K8sIdentity._fields}

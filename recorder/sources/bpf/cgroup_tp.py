@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ....schemas import batch
+from ...k8s import identity_columns
 from ...kernelfs.cgroupfs import UNIFIED
 from ...source import Batches, RecordContext
 from .stream import RawStreamSource, arrow_cols, cstr
@@ -92,15 +93,18 @@ class CgroupTracepointSource(RawStreamSource):
             self._refresh_names()  # a hierarchy mounted after start
         hnames = self.hier_names
         attach = r["kind"] == 4
+        paths = cstr(r["path"])
         cols = {
             "ts_ns": r["ts"].astype(np.int64),
             "source": np.full(len(r), "ebpf", dtype=object),
             "kind": KINDS[np.clip(r["kind"], 0, 4)],
             "hierarchy": [hnames.get(x, str(x)) for x in roots.tolist()],
-            "cgroup_path": cstr(r["path"]),
+            "cgroup_path": paths,
             "cgroup_id": r["id"],
             "hierarchy_id": roots,
             "pid": np.ma.masked_array(r["pid"], ~attach),
             "comm": np.where(attach, np.array(cstr(r["comm"]), dtype=object), None),
+            # cgroup events are rare and identity() is cached per path
+            **identity_columns(paths),
         }
         return [("cgroup_events", batch("cgroup_events", arrow_cols(cols)))]
