@@ -120,14 +120,20 @@ def doctor(cgroup_root="/sys/fs/cgroup", proc_root="/proc", sys_root="/sys") -> 
     from .recorder.registry import SOURCE_NAMES, load_source_class
     from .recorder.source import RecordContext
 
-    ctx = RecordContext(cgroup_root=Path(cgroup_root), proc_root=Path(proc_root), sys_root=Path(sys_root))
+    # psi-triggers runs only when given a trigger: ask about a typical one
+    ctx = RecordContext(cgroup_root=Path(cgroup_root), proc_root=Path(proc_root), sys_root=Path(sys_root),
+                        options={"psi_triggers": ["memory some 150ms/2s"]})
     out = []
     for name in SOURCE_NAMES:
         row = {"source": name, "status": "available", "reason": None, "summary": None, "needs": None, "tables": []}
         try:
             cls = load_source_class(name)
             row.update(summary=cls.summary, needs=cls.needs, tables=list(cls.tables))
-            cls().probe(ctx)
+            src = cls()
+            src.probe(ctx)
+            if getattr(cls, "probe_by_starting", False):
+                src.start(ctx)
+                src.stop()
         except SourceUnavailable as e:
             row.update(status="unavailable", reason=e.reason)
         except Exception as e:

@@ -24,6 +24,8 @@ class ThrottleProbeSource(BpfSource):
     name = "throttle-probe"
     tables = ()
     summary = "CFS throttle moments from a kprobe/fentry on throttle_cfs_rq, where the kernel permits it"
+    # only an attach attempt tells whether the kernel permits it: doctor starts it to find out
+    probe_by_starting = True
 
     def start(self, ctx: RecordContext) -> Batches:
         self.ctx = ctx
