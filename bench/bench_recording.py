@@ -32,7 +32,8 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
         time.sleep(min(5.0, seconds / 4))  # past start-up (BPF compiles) before measuring
         cpu0, t0 = proc_cpu_seconds(rec.pid), time.monotonic()
         if load:
-            loader = subprocess.Popen(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # stress-ng makes its scratch files in the working directory: keep them out of the repo
+            loader = subprocess.Popen(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK)
         while rec.poll() is None:
             try:
                 cpu1, t1 = proc_cpu_seconds(rec.pid), time.monotonic()
