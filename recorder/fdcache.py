@@ -85,3 +85,29 @@ class KeptFile:
             os.close(self.fd)
             self.fd = -1
             _state["used"] -= 1
+
+
+class FreshFile:
+    """A file that must be opened anew for each read: same interface as KeptFile.
+
+    v1 cgroup.procs and tasks are built once per open file: the pid list is
+    loaded at the first read after open() and reused by later reads of that
+    descriptor while it is kept (kernel/cgroup/cgroup-v1.c cgroup_pidlist_start:
+    "!NULL ctx->procs1.pidlist indicates that this isn't the first start() after
+    open"; the list is only dropped a second after its last use). A kept
+    descriptor read every interval would report the same pids forever
+    (seen here: a reaped process still counted after 0.6 s of samples).
+    """
+
+    __slots__ = ("path",)
+    fd = -1
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, size: int = 4096) -> bytes:
+        with open(self.path, "rb", buffering=0) as f:
+            return f.read()
+
+    def close(self) -> None:
+        pass

@@ -30,12 +30,29 @@ anything new are skipped. Each skip, and why it is lossless:
    unthrottles synchronously inside the write, so the file is read once more
    at the first sample after any quota write, then reused while unlimited.
    (v2 cpu.stat also holds usage_usec, so it is always read.)
-3. nr_procs when pids.current read 0 in the same sample: pids.current counts
-   every task of the subtree (charged at fork, uncharged only when a task is
-   released, after it left cgroup.procs), so 0 tasks means an empty
-   cgroup.procs.
+3. nr_procs when pids.current read 0 in the same sample, where pids and the
+   main hierarchy are one (cgroup2): pids.current counts every task of the
+   subtree (charged at fork, uncharged only when a task is released, after it
+   left cgroup.procs), so 0 tasks means an empty cgroup.procs.
+4. On v1 hierarchies, a count that read 0 while nothing has written since to
+   the cgroup.procs or tasks file it depends on: pids.current (hierarchical:
+   the files of the cgroup and its descendants in the pids hierarchy) and
+   nr_procs (the cgroup's own files in the main hierarchy). A task enters a v1
+   cgroup only by such a write (cgroup1_procs_write / cgroup1_tasks_write,
+   notified by vfs_write's fsnotify_modify like the limits of rule 1), by fork
+   from a task already inside, or by cgroup_attach_task_all() from a task
+   already inside (vhost); CLONE_INTO_CGROUP takes only cgroup2 directories.
+   An empty cgroup therefore stays empty until such a write; exits only lower
+   the counts. Not on cgroup2, where clone3(CLONE_INTO_CGROUP) enters a cgroup
+   without a write. An inotify overflow clears every such skip.
+v1 cgroup.procs is opened for every read, never kept: the kernel reuses the
+pid list it built at the first read of an open file (fdcache.FreshFile).
 Nothing else is skipped: usage and memory.current can change without any
 notification (memory even without tasks: reclaim, swap-in by other tasks).
+As with every inotify-based rule, "notified" means the write's syscall
+returned before the drain that precedes the sample: a write still inside
+write(2) at that instant (the task is attached before fsnotify_modify runs)
+is seen at the next sample.
 """
 
 from __future__ import annotations
@@ -44,7 +61,7 @@ import os
 
 from ...schemas import batch
 from ..cgroup_tree import CgroupTree, shared_tree
-from ..fdcache import KeptFile
+from ..fdcache import FreshFile, KeptFile
 from ..k8s import identity
 from ..kernelfs import cgroup_files as cf
 from ..kernelfs.cgroupfs import UNIFIED
@@ -53,6 +70,7 @@ from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 _COLS = ("ts_ns", "hierarchy", "cgroup_path", "cgroup_id", "cpu_usage_usec", "nr_periods", "nr_throttled",
          "throttled_usec", "cpu_quota_usec", "cpu_period_usec", "memory_current", "memory_max",
          "pids_current", "nr_procs", "pod_uid", "container_id", "qos_class", "runtime")
+_ATTACH_NAMES = frozenset({"cgroup.procs", "tasks"})
 _CONFIG_NAMES = frozenset({"cpu.max", "cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.max", "memory.limit_in_bytes"})
 _NO_STAT = (None, None, None)
 
@@ -73,7 +91,7 @@ def _read_text(kf: KeptFile | None) -> str | None:
 class _Cgroup:
     __slots__ = ("rel", "ident", "ino", "usage", "stat", "mem", "pids", "procs",
                  "quota_path", "period_path", "memmax_path", "cpu_max_path",
-                 "quota", "period", "memmax", "dirty", "last_stat", "gone")
+                 "quota", "period", "memmax", "dirty", "last_stat", "gone", "pids_zero", "procs_zero")
 
     def close(self) -> None:
         for kf in (self.usage, self.stat, self.mem, self.pids, self.procs):
@@ -104,6 +122,7 @@ class CgroupSamplesSource(BaseSource):
         self._order: list[_Cgroup] = []
         self._gen = -1
         self._dirty_all = False
+        self._attach_writes: list[tuple[str, str]] = []  # (hierarchy, rel) of writes to cgroup.procs/tasks
 
     def probe(self, ctx: RecordContext) -> None:
         lay = ctx.layout
@@ -129,6 +148,10 @@ class CgroupSamplesSource(BaseSource):
             raise SourceUnavailable(f"inotify: {e.strerror}") from None
         self.tree.subscribe(self._on_event)
         self._hiers = {h for h in (self.h_cpu, self.h_acct, self.h_mem, self.h_pids, self.main) if h}
+        # skip rules 3 and 4 (module docstring): which hold on this layout
+        self._rule3 = self.h_pids is not None and self.h_pids == self.main
+        self._zero_pids = self.h_pids is not None and self.h_pids != UNIFIED
+        self._zero_procs = self.main != UNIFIED
         return []
 
     # -- tree events (under the tree lock) ------------------------------------
@@ -138,6 +161,8 @@ class CgroupSamplesSource(BaseSource):
                 cg = self._cgroups.get(rel)
                 if cg is not None:
                     cg.dirty = True
+            elif name in _ATTACH_NAMES:
+                self._attach_writes.append((hier, rel))
             elif name == "cgroup.subtree_control":
                 prefix = rel.rstrip("/") + "/"
                 for r, cg in self._cgroups.items():
@@ -150,8 +175,10 @@ class CgroupSamplesSource(BaseSource):
     def _sync(self) -> None:
         nodes = self.tree.nodes
         rels = {r for (h, r) in nodes if h in self._hiers}
-        for r in [r for r in self._cgroups if r not in rels]:
-            self._cgroups.pop(r).close()
+        main = self.main
+        for r in [r for r, cg in self._cgroups.items()
+                  if r not in rels or (cg.ino is not None and nodes.get((main, r)) != cg.ino)]:
+            self._cgroups.pop(r).close()  # removed, or removed and made again (new files, new counts)
         for r in sorted(rels - self._cgroups.keys()):
             self._cgroups[r] = self._new(r, nodes)
         self._order = [self._cgroups[r] for r in sorted(self._cgroups)]
@@ -181,9 +208,12 @@ class CgroupSamplesSource(BaseSource):
             cg.period_path = path(self.h_cpu, "cpu.cfs_period_us")
             cg.memmax_path = path(self.h_mem, "memory.limit_in_bytes")
         cg.pids = _kept(path(self.h_pids, "pids.current"))
-        cg.procs = _kept(path(self.main, "cgroup.procs"))
+        procs = path(self.main, "cgroup.procs")
+        # v1 cgroup.procs is a snapshot per open file (fdcache.FreshFile): never kept open there
+        cg.procs = _kept(procs) if self.v2 or procs is None or self.main == UNIFIED else FreshFile(procs)
         cg.quota = cg.period = cg.memmax = None
         cg.dirty, cg.last_stat, cg.gone = True, None, False
+        cg.pids_zero = cg.procs_zero = False
         return cg
 
     def _read_config(self, cg: _Cgroup) -> None:
@@ -214,11 +244,16 @@ class CgroupSamplesSource(BaseSource):
             if self._dirty_all:
                 for cg in self._order:
                     cg.dirty = True
+                    cg.pids_zero = cg.procs_zero = False  # writes may have been lost
                 self._dirty_all = False
+                self._attach_writes.clear()
+            elif self._attach_writes:
+                self._apply_attach_writes()
             order = list(self._order)
         clock = self.ctx.clock
         v2 = self.v2
         main = self.main
+        rule3, zero_pids, zero_procs = self._rule3, self._zero_pids, self._zero_procs
         rows = []
         append = rows.append
         for cg in order:
@@ -236,7 +271,7 @@ class CgroupSamplesSource(BaseSource):
                         usage, stat = None, _NO_STAT
                 else:
                     u = cg.usage
-                    usage = int(u.read()) // 1000 if u is not None else None
+                    usage = int(u.read(64)) // 1000 if u is not None else None
                     st = cg.stat
                     if st is None:
                         stat = _NO_STAT
@@ -248,14 +283,27 @@ class CgroupSamplesSource(BaseSource):
                         if cg.quota is None:
                             st.close()  # not read again while unlimited: keep the fd budget for hot files
                 m = cg.mem
-                mem = int(m.read()) if m is not None else None
+                mem = int(m.read(64)) if m is not None else None
                 p = cg.pids
-                pids = int(p.read()) if p is not None else None
-                pr = cg.procs
-                if pids == 0:
-                    nprocs = 0  # skip rule 3
+                if p is None:
+                    pids = None
+                elif cg.pids_zero:
+                    pids = 0  # skip rule 4
                 else:
-                    nprocs = cf.count_procs(pr.read()) if pr is not None else None
+                    pids = int(p.read(64))
+                    if pids == 0 and zero_pids:
+                        cg.pids_zero = True
+                        p.close()  # not read while zero: the fd budget goes to the files read every time
+                pr = cg.procs
+                if pr is None:
+                    nprocs = None
+                elif cg.procs_zero or (pids == 0 and rule3):
+                    nprocs = 0  # skip rules 4 and 3
+                else:
+                    nprocs = cf.count_procs(pr.read())
+                    if nprocs == 0 and zero_procs:
+                        cg.procs_zero = True
+                        pr.close()
             except (OSError, ValueError):
                 row = self._row_with_missing_files(cg, ts)
                 if row is not None:
@@ -266,6 +314,25 @@ class CgroupSamplesSource(BaseSource):
             return []
         cols = dict(zip(_COLS, map(list, zip(*rows))))
         return [("cgroup_samples", batch("cgroup_samples", cols))]
+
+    def _apply_attach_writes(self) -> None:
+        """A write to cgroup.procs/tasks may have moved tasks in: re-read the counts it can change."""
+        cgroups = self._cgroups
+        for hier, rel in self._attach_writes:
+            if hier == self.h_pids:
+                r = rel  # pids.current is hierarchical: this cgroup and every ancestor
+                while True:
+                    cg = cgroups.get(r)
+                    if cg is not None:
+                        cg.pids_zero = False
+                    if r == "/":
+                        break
+                    r = r.rsplit("/", 1)[0] or "/"
+            if hier == self.main:
+                cg = cgroups.get(rel)
+                if cg is not None:
+                    cg.procs_zero = False
+        self._attach_writes.clear()
 
     def _row_with_missing_files(self, cg: _Cgroup, ts: int) -> tuple | None:
         """The slow path after a failed read: a cgroup that still exists but lacks a file.
@@ -293,7 +360,7 @@ class CgroupSamplesSource(BaseSource):
             stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"]) if s else _NO_STAT
         mem = opt(cg.mem, lambda b: cf.parse_int(b.decode()))
         pids = opt(cg.pids, lambda b: cf.parse_int(b.decode()))
-        nprocs = 0 if pids == 0 else opt(cg.procs, cf.count_procs)
+        nprocs = 0 if (pids == 0 and self._rule3) else opt(cg.procs, cf.count_procs)
         # checked after the reads: a file missing while the directory still exists is absent, not removed
         if not any(os.path.isdir(self.tree.path(h, cg.rel)) for h in self._hiers):
             return None

@@ -18,10 +18,17 @@ import time
 from pathlib import Path
 
 import pytest
-from kernelutil import CGROUP_ROOT, require, require_root, rmdir_tree, unique_name, v1_controller_dir
-
+from kernelutil import (
+    CGROUP_ROOT,
+    require,
+    require_root,
+    rmdir_tree,
+    unique_name,
+    v1_controller_dir,
+)
 from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
+
 from nodetape.tape_reader import connect, open_tapes
 
 pytestmark = pytest.mark.kernel
@@ -53,7 +60,7 @@ def test_creation_storm_overflows_the_queue_and_the_rescan_misses_nothing(tmp_pa
     out = tmp_path / "tape"
     rec = Recorder(RecordOptions(out=out, sources=["cgroup"], ctx=ctx, duration_ns=3_000_000_000,
                                  tick_ns=50_000_000))
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     done = threading.Event()
 
     def storm():
@@ -67,7 +74,7 @@ def test_creation_storm_overflows_the_queue_and_the_rescan_misses_nothing(tmp_pa
             # The reader thread can keep up with a storm on an idle machine; holding
             # the tree's lock stands in for a reader busy elsewhere (a rescan, a GC
             # pause), so the kernel queue overflows on every run, not on some.
-            with tree._lock:  # noqa: SLF001
+            with tree._lock:
                 for i in range(N):
                     for b in bases.values():
                         os.mkdir(b / f"cg{i}")
@@ -76,7 +83,7 @@ def test_creation_storm_overflows_the_queue_and_the_rescan_misses_nothing(tmp_pa
                 for b in bases.values():
                     os.rmdir(b / f"cg{i}")
             time.sleep(0.5)
-        except BaseException as e:  # surfaced in the test thread
+        except Exception as e:  # noqa: BLE001 - surfaced in the test thread
             errors.append(e)
         finally:
             done.set()

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from nodetape import api
 from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
+
+from nodetape import api
 from nodetape.tape_reader import connect, open_tapes
 
 SYNTH = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic"
@@ -123,14 +123,14 @@ def _make_container(tree, d: Path, files: dict[str, str]) -> None:
     # the kernel creates a cgroup's files before its directory becomes visible; a
     # plain folder cannot, so the sources' view (the shared inotify tree, whose lock
     # every drain and sync takes) is held while the folder and its files are made
-    with tree._lock:  # noqa: SLF001
+    with tree._lock:
         d.mkdir()
         for name, text in files.items():
             (d / name).write_text(text)
 
 
 def _remove_container(tree, d: Path) -> None:
-    with tree._lock:  # noqa: SLF001
+    with tree._lock:
         for f in d.iterdir():
             f.unlink()
         d.rmdir()
@@ -159,7 +159,7 @@ def record_with_edits(tmp_path: Path, driver: str):
     out = tmp_path / "tape"
     rec = Recorder(RecordOptions(out=out, sources=["cgroup", "samples", "psi"], ctx=ctx,
                                  duration_ns=int(2.3e9), tick_ns=50_000_000))
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def workload():
         try:
@@ -185,7 +185,7 @@ def record_with_edits(tmp_path: Path, driver: str):
             _overwrite(side / "cgroup.events", "populated 1\nfrozen 0\n")
             time.sleep(3 * INTERVAL)
             _remove_container(tree, side)
-        except BaseException as e:  # surfaced in the test thread
+        except Exception as e:  # noqa: BLE001 - surfaced in the test thread
             errors.append(e)
 
     th = threading.Thread(target=workload)
