@@ -54,7 +54,7 @@ def _load(seconds: float, work: Path):
     if shutil.which("stress-ng"):
         procs.append(subprocess.Popen(
             ["stress-ng", "--exec", "1", "--open", "1", "--cpu", "1", "--cpu-load", "20",
-             "--temp-path", str(work), "--timeout", f"{int(seconds) + 5}s", "--quiet"],
+             "--temp-path", str(work), "--timeout", f"{int(seconds) + 5}s", "--quiet"], cwd=work,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     churn_root = UNIFIED / f"nt-soak-{uuid.uuid4().hex[:6]}" if UNIFIED.is_dir() else None
     churn = None
