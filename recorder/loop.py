@@ -71,6 +71,7 @@ class SourceState:
     end_ns: int | None = None
     needs: str | None = None
     max_poll_ns: int = 0  # the longest single poll: a source must bound its own
+    environment: dict | None = None
 
     def to_json(self) -> dict:
         st = getattr(self.source, "stats", None)
@@ -85,6 +86,8 @@ class SourceState:
             "events": st.events if st else 0,
             "dropped": st.dropped if st else 0,
             "drop_reason": st.drop_reason if st else None,
+            # what the source ran on (e.g. bcc version, tracefs, which kernel headers)
+            "environment": self.environment,
         }
 
 
@@ -202,6 +205,12 @@ class Recorder:
                 st.status, st.reason = "failed", f"{type(e).__name__}: {e}"
                 continue
             st.source, st.status, st.start_ns = src, "active", boottime_ns()
+            env = getattr(src, "environment", None)
+            if callable(env):
+                try:
+                    st.environment = env()
+                except Exception as e:  # provenance is best effort, never fatal
+                    st.environment = {"error": f"{type(e).__name__}: {e}"}
             self._write(initial)
 
     # -- running -------------------------------------------------------------

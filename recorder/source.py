@@ -76,6 +76,9 @@ class Source(Protocol):
     def stop(self) -> Batches:
         """Release resources and return the last rows."""
 
+    # optional: `environment() -> dict` describes what the source runs on (bcc
+    # version, tracefs, kernel headers used); the loop stores it in the manifest
+
 
 class BaseSource:
     """Convenience base: stats, no-op stop, and an interval gate for sampled sources."""

@@ -42,11 +42,14 @@ def test_tracepoint_identity_and_udp_drop(tmp_path):
                         f"for _ in range(3): s.sendto(b'nodetape', ('127.0.0.1', {port}))"], check=True)
 
     try:
-        record(tmp_path / "tape", ["cgroup-tp", "drops"], {}, workload)
+        manifest = record(tmp_path / "tape", ["cgroup-tp", "drops"], {}, workload)
     finally:
         rmdir_tree(base / "besteffort" / f"pod{pod_uid}")
         if not existed:
             rmdir_tree(base)
+    # the manifest says what the programs ran on: bcc, tracefs, which kernel headers
+    env = manifest["sources"]["drops"]["environment"]
+    assert env["bcc_version"] and env["tracefs"] and env["headers"]["path"]
     from nodetape.tape_reader import connect, open_tapes
 
     con = connect(open_tapes([tmp_path / "tape"]))

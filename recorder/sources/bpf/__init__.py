@@ -222,6 +222,10 @@ class BpfSource(BaseSource):
     def cflags(self, ctx: RecordContext) -> list[str]:
         return [f"-DOWN_TGID={ctx.own_pid}"]
 
+    def environment(self) -> dict:
+        """bcc version, tracefs and the kernel headers this program was compiled against."""
+        return {**bpf_env.bpf_environment(), "compile_ms": round(self.compile_ns / 1e6, 1) if self.compile_ns else None}
+
     def program_text(self, ctx: RecordContext) -> str:
         common = (HERE / "common.h").read_text()
         return common + "\n" + (HERE / self.program).read_text()
