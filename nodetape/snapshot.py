@@ -28,17 +28,10 @@ from pathlib import Path
 from .clock import boottime_ns
 from .errors import NodetapeError, TapeError, UserError
 from .manifest import MANIFEST, atomic_write_json, read_manifest
+from .tape_writer import fsync_dir
 
 REQUEST_PREFIX = ".snapshot-request-"
 RESULT_PREFIX = ".snapshot-result-"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -83,16 +76,16 @@ def write_snapshot(src: Path, manifest: dict, parts: dict[str, list[Path]], out:
                 m["tables"][table] = {"rows": rows, "bytes": nbytes, "parts": names,
                                       "first_part": part_index(names[0]) or 0}
             if (tmp / table).exists():
-                _fsync_dir(tmp / table)
+                fsync_dir(tmp / table)
         m["closed"] = True
         m["end_ns"] = manifest.get("end_ns") or manifest.get("last_flush_ns")
         m.pop("recorder", None)
         m.pop("snapshots", None)  # the source tape's history, not this tape's
         m["snapshot"] = {"of": str(src), "taken_ns": boottime_ns(), "reason": reason}
         atomic_write_json(tmp / MANIFEST, m)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

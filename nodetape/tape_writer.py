@@ -93,7 +93,7 @@ def part_index(name: str) -> int | None:
     return None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -237,7 +237,7 @@ class TapeWriter:
             atomic_write_json(target / MANIFEST, self.manifest)
             if tmp is not None:
                 os.rename(tmp, p)  # also replaces an empty OUT the user made
-                _fsync_dir(p.parent)
+                fsync_dir(p.parent)
         except OSError as e:
             if tmp is not None:
                 try:
@@ -374,7 +374,7 @@ class TapeWriter:
         folder = self.path / buf.name
         if not folder.exists():
             folder.mkdir(mode=0o700)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         # encode in memory: the bytes on disk then come from one write loop whose
         # ENOSPC is a plain OSError, and the part's size is known before writing
         sink = pa.BufferOutputStream()
@@ -384,7 +384,7 @@ class TapeWriter:
         tmp = folder / f".{name}.tmp"
         _write_file(tmp, data)
         os.replace(tmp, folder / name)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
         info = PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock())
         self.parts.setdefault(buf.name, []).append(info)

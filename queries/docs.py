@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import catalog
+from ..gendocs import main as gendocs_main
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "queries.md"
 
@@ -35,15 +36,5 @@ def render_markdown() -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str]) -> int:
-    text = render_markdown()
-    if "--write" in argv:
-        DOC_PATH.write_text(text)
-        print(f"wrote {DOC_PATH}")
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(gendocs_main(render_markdown, DOC_PATH, sys.argv[1:]))

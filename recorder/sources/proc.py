@@ -20,7 +20,6 @@ import os
 
 from ...schemas import batch
 from ..kernelfs import procfs
-from ..kernelfs.cgroupfs import UNIFIED
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 
 _PROC_COLS = ("ts_ns", "source", "event", "pid", "tgid", "ppid", "comm", "filename", "cgroup_id", "cgroup_path")

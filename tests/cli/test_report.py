@@ -12,7 +12,6 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from pathlib import Path
 
 import pytest
 from golden.tapes import MS, S, write_tape

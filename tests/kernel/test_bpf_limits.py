@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kernelutil import kill_procs, require, require_root, rmdir_tree, unique_name
-from test_bpf_sources import UNIFIED, compile_c, record, requirements
+from test_bpf_sources import UNIFIED, record, requirements
 
 pytestmark = pytest.mark.kernel
 

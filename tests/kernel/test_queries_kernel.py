@@ -3,7 +3,6 @@ cgroupsPath and a 15% CPU quota, with and without eBPF, and an idle cgroup."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid

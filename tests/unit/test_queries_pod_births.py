@@ -100,7 +100,7 @@ def test_ebpf_cascade_in_order_with_offsets_from_earliest_creation(tmp_path):
     assert by["process_attached"]["offset_ms"] == 12.0
     assert by["process_attached"]["detail"].startswith("pid 4242 (runc:[2:INIT]) via ebpf cgroup_attach_task")
     assert by["exec"]["offset_ms"] == 22.0
-    assert by["exec"]["detail"] == f"pid 4242 exec /bin/sleep (comm sleep) via ebpf"
+    assert by["exec"]["detail"] == "pid 4242 exec /bin/sleep (comm sleep) via ebpf"
     assert by["namespaces_isolated"]["detail"].startswith("pid 4242: new ipc, mnt, net, pid, uts; shared with the host: user")
     # the first counting interval began before the cgroup and its first task: clamped to the attach
     assert by["first_syscalls"]["offset_ms"] == 12.0

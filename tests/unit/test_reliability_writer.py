@@ -7,7 +7,6 @@ import json
 import os
 import threading
 
-import pyarrow as pa
 import pytest
 
 from nodetape import schemas
