@@ -55,6 +55,22 @@ def _rss_bytes() -> int | None:
         return None
 
 
+def _trim_heap() -> None:
+    """Give freed heap back to the kernel after start-up.
+
+    Compiling the BPF programs (clang/LLVM inside libbcc) leaves about 40 MiB of
+    freed heap that glibc keeps; malloc_trim returns it (measured: RSS 210 -> 171
+    MiB with the six eBPF sources). The rest is libbcc's mapped code, shared and
+    file-backed.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
+
+
 def _cpu_usec() -> int:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return int((ru.ru_utime + ru.ru_stime) * 1_000_000)
@@ -336,6 +352,7 @@ class Recorder:
         failure: BaseException | None = None
         try:
             self._start_sources()
+            _trim_heap()
             self._sync_manifest_sources()
             self.writer.write_manifest()
             self._loop()
