@@ -55,6 +55,7 @@ def record(
     for label, p in (("--cgroup-root", cgroup_root), ("--proc-root", proc_root)):
         if not Path(p).is_dir():
             raise UserError(f"{label} {p}: no such folder")
+    _check_psi_triggers(options or {}, proc_root)
     ctx = RecordContext(
         cgroup_root=Path(cgroup_root), proc_root=Path(proc_root), sys_root=Path(sys_root),
         interval_ns=interval_ns, options=dict(options or {}),
@@ -72,6 +73,19 @@ def record(
     if snapshot_cooldown_ns:
         opts.snapshot_cooldown_ns = snapshot_cooldown_ns
     return Recorder(opts).run()
+
+
+def _check_psi_triggers(options: dict, proc_root) -> None:
+    """A bad --psi-trigger is bad input: refuse it before recording, naming it."""
+    from .recorder.kernelfs.psi_trigger import parse_trigger
+    from .recorder.sources.psi_triggers import has_cap_sys_resource
+
+    privileged = has_cap_sys_resource(str(proc_root))
+    for spec in options.get("psi_triggers") or []:
+        try:
+            parse_trigger(spec, privileged=privileged)
+        except ValueError as e:
+            raise UserError(f"--psi-trigger: {e}") from None
 
 
 # -- reading -----------------------------------------------------------------

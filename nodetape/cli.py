@@ -253,6 +253,8 @@ def sql(
 
     if len(args) < 2:
         raise UserError("sql: give TAPE and a SQL statement")
+    if not args[-1].strip():
+        raise UserError("sql: the SQL statement is empty")
     _emit(api.sql(args[:-1], args[-1]), fmt, output)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import api
+from .errors import UserError
 from .durations import format_duration_ns
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -144,5 +145,8 @@ def run_report(tapes, html) -> None:
     if html:
         from .report_html import render_html
 
-        Path(html).write_text(render_html(data), encoding="utf-8")
+        try:
+            Path(html).write_text(render_html(data), encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"--html {html}: cannot write: {e.strerror}") from None
         sys.stdout.write(f"\nwrote {html}\n")

@@ -42,9 +42,12 @@ class Param:
     def bind(self, text: str):
         if self.is_duration:
             try:
-                return parse_duration_ns(text)
+                ns = parse_duration_ns(text)
             except ValueError:
                 raise QueryError(f"--param {self.name}={text}: not a duration (e.g. 500ms, 1s, 5m)") from None
+            if ns <= 0:
+                raise QueryError(f"--param {self.name}={text}: must be a positive duration")
+            return ns
         if re.fullmatch(r"-?\d+", text):
             return int(text)
         if re.fullmatch(r"-?\d+\.\d*", text):

@@ -103,13 +103,18 @@ def _bad_cases(tape, tmp_path):
         "bad cgroup root": (["record", tmp_path / "r3", "--cgroup-root", tmp_path / "no"], "--cgroup-root"),
         "unknown schema table": (["schema", "nope"], "nope"),
         "missing argument": (["sql"], "Missing argument"),
+        "empty sql": (["sql", tape, "  "], "empty"),
+        "zero window": (["query", tape, "throttle_timeline", "--param", "window=0s"], "window=0s"),
+        "bad psi trigger": (["record", tmp_path / "r4", "--psi-trigger", "memory some 5ms/100ms"], "--psi-trigger"),
+        "unwritable html": (["report", tape, "--html", tmp_path / "no" / "r.html"], "--html"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing tape", "no manifest", "corrupt part", "unknown query", "bad sql",
                                   "unknown table in sql", "bad option", "bad format", "bad param", "unknown param",
                                   "bad duration", "unknown source", "bad cgroup root", "unknown schema table",
-                                  "missing argument"])
+                                  "missing argument", "empty sql", "zero window", "bad psi trigger",
+                                  "unwritable html"])
 def test_bad_input_is_one_line_and_exit_2(tape, tmp_path, case):
     args, needle = _bad_cases(tape, tmp_path)[case]
     r = nodetape(*args)
