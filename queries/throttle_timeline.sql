@@ -18,25 +18,52 @@
 -- CFS counters. quota_cores is NULL without a quota. psi_cpu_some_avg10 is the
 -- highest cpu 'some' avg10 sampled in the window for the same cgroup2 path.
 WITH
-s AS (
-    SELECT host, hierarchy, cgroup_path, cgroup_id, ts_ns, epoch_us(ts) AS t_us, pod_uid, container_id,
-           cpu_usage_usec, nr_periods, nr_throttled, throttled_usec, cpu_quota_usec, cpu_period_usec,
-           lag(ts_ns) OVER w AS p_ts,
-           lag(cgroup_id) OVER w AS p_id,
-           lag(cpu_usage_usec) OVER w AS p_usage,
-           lag(nr_periods) OVER w AS p_periods,
-           lag(nr_throttled) OVER w AS p_throttled,
-           lag(throttled_usec) OVER w AS p_throttled_usec
+-- Speed: paths are long strings, so each (host, cgroup_path) gets an integer
+-- key (numbered in output order) and each hierarchy of it another; windows,
+-- group-bys, joins and the sort then work on integers, and the strings are
+-- joined back once at the end. A sample that is alone in its window, in a
+-- cgroup sampled in one hierarchy, skips both aggregations (the usual case with
+-- windows no shorter than the sampling interval).
+raw AS NOT MATERIALIZED (
+    SELECT host, hierarchy, cgroup_path, cgroup_id, ts_ns, pod_uid, container_id,
+           (epoch_us(ts) // ($window // 1000)) * ($window // 1000) AS w_us,
+           cpu_usage_usec, nr_periods, nr_throttled, throttled_usec, cpu_quota_usec, cpu_period_usec
     FROM cgroup_samples
     WHERE cgroup_path LIKE $path
       AND (cpu_usage_usec IS NOT NULL OR nr_periods IS NOT NULL OR cpu_quota_usec IS NOT NULL)
-    WINDOW w AS (PARTITION BY host, hierarchy, cgroup_path ORDER BY ts_ns)
+),
+-- one key per cgroup path, in output order; pod_uid and container_id are the
+-- path's (the recorder derives them from the path)
+paths AS (
+    SELECT host, cgroup_path, pod_uid, container_id, row_number() OVER (ORDER BY host, cgroup_path) AS pk
+    FROM (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(container_id) AS container_id
+          FROM raw GROUP BY host, cgroup_path)
+),
+-- one key per hierarchy of a path; n_h: how many hierarchies give CPU counters for it
+hpaths AS (
+    SELECT h.host, h.hierarchy, h.cgroup_path, p.pk, row_number() OVER () AS hk,
+           count(*) OVER (PARTITION BY p.pk) AS n_h
+    FROM (SELECT DISTINCT host, hierarchy, cgroup_path FROM raw) h JOIN paths p USING (host, cgroup_path)
+),
+s AS (
+    SELECT p.pk, p.hk, p.n_h, r.cgroup_id, r.ts_ns, r.w_us,
+           r.cpu_usage_usec, r.nr_periods, r.nr_throttled, r.throttled_usec, r.cpu_quota_usec, r.cpu_period_usec,
+           lag(r.ts_ns) OVER w AS p_ts,
+           lag(r.w_us) OVER w AS p_w,
+           lead(r.w_us) OVER w AS n_w,
+           lag(r.cgroup_id) OVER w AS p_id,
+           lag(r.cpu_usage_usec) OVER w AS p_usage,
+           lag(r.nr_periods) OVER w AS p_periods,
+           lag(r.nr_throttled) OVER w AS p_throttled,
+           lag(r.throttled_usec) OVER w AS p_throttled_usec
+    FROM raw r JOIN hpaths p
+      ON p.host = r.host AND p.hierarchy IS NOT DISTINCT FROM r.hierarchy AND p.cgroup_path = r.cgroup_path
+    WINDOW w AS (PARTITION BY p.hk ORDER BY r.ts_ns)
 ),
 d AS (
-    SELECT host, hierarchy, cgroup_path, pod_uid, container_id, ts_ns, cpu_quota_usec, cpu_period_usec,
-           (t_us // ($window // 1000)) * ($window // 1000) AS w_us,
+    SELECT pk, hk, ts_ns, cpu_quota_usec, cpu_period_usec, w_us,
+           n_h = 1 AND p_w IS DISTINCT FROM w_us AND n_w IS DISTINCT FROM w_us AS alone,
            p_ts IS NOT NULL AS has_prev,
-           p_id IS DISTINCT FROM cgroup_id AS new_id,
            CASE WHEN p_ts IS NULL OR p_usage IS NULL THEN NULL
                 WHEN p_id IS DISTINCT FROM cgroup_id OR cpu_usage_usec < p_usage THEN cpu_usage_usec
                 ELSE cpu_usage_usec - p_usage END AS d_usage,
@@ -54,34 +81,40 @@ d AS (
 -- per hierarchy and window first, then across hierarchies: max() picks the
 -- hierarchy that has the counter without double-counting one that two report
 per_h AS (
-    SELECT host, hierarchy, cgroup_path, w_us,
-           any_value(pod_uid) AS pod_uid, any_value(container_id) AS container_id,
+    SELECT any_value(pk) AS pk, hk, w_us,
            bool_or(has_prev) AS has_prev,
            sum(d_usage)::BIGINT AS d_usage, sum(d_periods)::BIGINT AS d_periods, sum(d_throttled)::BIGINT AS d_throttled,
            sum(d_throttled_usec)::BIGINT AS d_throttled_usec,
            arg_max(cpu_quota_usec, ts_ns) AS quota, arg_max(cpu_period_usec, ts_ns) AS period
-    FROM d GROUP BY ALL
+    FROM d WHERE NOT alone GROUP BY hk, w_us
 ),
 win AS (
-    SELECT host, cgroup_path, w_us,
-           any_value(pod_uid) AS pod_uid, any_value(container_id) AS container_id,
+    SELECT pk, w_us, d_usage, d_periods, d_throttled, d_throttled_usec,
+           cpu_quota_usec AS quota, cpu_period_usec AS period
+    FROM d WHERE alone AND has_prev
+    UNION ALL
+    SELECT pk, w_us,
            max(d_usage) AS d_usage, max(d_periods) AS d_periods, max(d_throttled) AS d_throttled,
            max(d_throttled_usec) AS d_throttled_usec,
            max(quota) AS quota, max(period) AS period
     FROM per_h
     WHERE has_prev
-    GROUP BY ALL
+    GROUP BY pk, w_us
 ),
 psi AS (
-    SELECT host, scope AS cgroup_path, (epoch_us(ts) // ($window // 1000)) * ($window // 1000) AS w_us,
-           max(some_avg10) AS some_avg10
-    FROM psi_samples
-    WHERE resource = 'cpu' AND scope <> 'system' AND scope LIKE $path
+    SELECT p.pk, (epoch_us(q.ts) // ($window // 1000)) * ($window // 1000) AS w_us,
+           max(q.some_avg10) AS some_avg10
+    FROM psi_samples q JOIN paths p ON p.host = q.host AND p.cgroup_path = q.scope
+    WHERE q.resource = 'cpu' AND q.scope <> 'system' AND q.scope LIKE $path
     GROUP BY ALL
+),
+-- materialized: keeps the optimizer from joining the path strings in before the PSI join
+wp AS MATERIALIZED (
+    SELECT w.*, s.some_avg10 FROM win w LEFT JOIN psi s USING (pk, w_us)
 )
-SELECT w.cgroup_path,
-       w.pod_uid,
-       w.container_id,
+SELECT p.cgroup_path,
+       p.pod_uid,
+       p.container_id,
        make_timestamp(w.w_us) AS window_start,
        make_timestamp(w.w_us + $window // 1000) AS window_end,
        w.d_periods AS nr_periods,
@@ -92,8 +125,8 @@ SELECT w.cgroup_path,
        round(w.d_throttled_usec / 1000.0, 3) AS throttled_ms,
        round(w.d_usage / 1000.0, 3) AS cpu_usage_ms,
        round(w.quota / w.period, 4) AS quota_cores,
-       p.some_avg10 AS psi_cpu_some_avg10,
-       w.host
-FROM win w
-LEFT JOIN psi p USING (host, cgroup_path, w_us)
-ORDER BY w.host, w.cgroup_path, w.w_us;
+       w.some_avg10 AS psi_cpu_some_avg10,
+       p.host
+FROM wp w
+JOIN paths p USING (pk)
+ORDER BY w.pk, w.w_us;
