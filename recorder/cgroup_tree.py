@@ -14,9 +14,20 @@ before the drain is known when it reads (the samples source relies on that to
 skip config files that were not written, see docs/sources/samples.md).
 
 IN_Q_OVERFLOW (the kernel queue, fs.inotify.max_queued_events, was full) means
-events were lost: the tree is rescanned, new cgroups are reported as `seen`
-with source 'scan', vanished ones as `removed` with source 'scan', and
-listeners get an 'overflow' call so they can re-read what they track.
+events were lost: listeners get an 'overflow' call, then the tree is rescanned:
+new cgroups are reported as `seen` with source 'scan', vanished ones as
+`removed` with source 'scan', and every cgroup still known gets a 'rescanned'
+call so listeners can re-read the notify files they track.
+
+Bounded work (DESIGN.md principle 4): every caller of drain() holds the lock
+for at most DRAIN_BUDGET_NS (plus one event), so a storm of thousands of
+cgroups never blocks the recorder loop, whose sources (samples, psi, cgroup)
+take the same lock. Events read but not handled yet wait in `_pending`, in
+queue order, for the next drain; a rescan advances one directory at a time
+across drains, and no event is handled while it runs (so it reconciles with a
+tree nobody else changes). Removal is O(subtree) through a children index: a
+scan of every node per IN_DELETE made a storm of 10,000 removals take seconds
+under the lock (soak: single polls of 9.6 s and 24.3 s).
 """
 
 from __future__ import annotations
@@ -26,21 +37,30 @@ import fcntl
 import os
 import select
 import threading
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 
 from watchdog.observers.inotify_c import InotifyConstants as IN
-from watchdog.observers.inotify_c import InotifyFD, inotify_add_watch, inotify_init, inotify_rm_watch
+from watchdog.observers.inotify_c import (
+    InotifyFD,
+    inotify_add_watch,
+    inotify_init,
+    inotify_rm_watch,
+)
 
 from .kernelfs.cgroupfs import CgroupLayout
 
 MASK = IN.IN_CREATE | IN.IN_DELETE | IN.IN_MODIFY | IN.IN_ONLYDIR
-# one read takes at most this many bytes; a drain reads at most _MAX_READS buffers so it stays bounded
-_BUF = 64 * 1024
-_MAX_READS = 64
+# one read takes at most this many bytes (about 1,000 events of cgroup names)
+_BUF = 32 * 1024
+# how long one drain() may hold the lock; the rest waits for the next drain, in order
+DRAIN_BUDGET_NS = 20_000_000
 
 Key = tuple[str, str]  # (hierarchy, relative path '/...')
 # listener(ts_ns, kind, hierarchy, relpath, name, cgroup_id, source)
 # kind: 'created', 'removed', 'modified' (name = file name), 'seen' (rescan), 'overflow'
+# (events were lost; a rescan starts), 'rescanned' (a known cgroup visited by that rescan)
 Listener = Callable[[int, str, str, str, str | None, int | None, str], None]
 
 _ERRORS = {
@@ -54,6 +74,10 @@ def _join(rel: str, name: str) -> str:
     return f"/{name}" if rel == "/" else f"{rel}/{name}"
 
 
+def _parent(rel: str) -> str | None:
+    return None if rel == "/" else (rel.rsplit("/", 1)[0] or "/")
+
+
 class CgroupTree:
     def __init__(self, layout: CgroupLayout, clock: Callable[[], int]):
         self.layout = layout
@@ -63,13 +87,19 @@ class CgroupTree:
         self.overflows = 0
         self.watch_errors = 0
         self.last_watch_error: str | None = None
+        self.rescans_done = 0
         self._wd: dict[int, Key] = {}
         self._key_wd: dict[Key, int] = {}
+        self._kids: dict[Key, set[str]] = {}  # known children of each node: removal is O(subtree)
+        self._pending: deque[tuple[int, int, int, str]] = deque()  # read, not handled: (ts, wd, mask, name)
+        self._rescan_it: Iterator[None] | None = None
         self._listeners: list[Listener] = []
+        self._full: list[Callable[[], bool]] = []  # listeners that cannot take more now (back-pressure)
         self._lock = threading.RLock()
         self._fd = -1
         self._thread: threading.Thread | None = None
         self._stop_r = self._stop_w = -1
+        self._wake_r = self._wake_w = -1
         self._users = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -98,8 +128,9 @@ class CgroupTree:
             os.write(self._stop_w, b"x")
             self._thread.join(5)
             self._thread = None
-            os.close(self._stop_r)
-            os.close(self._stop_w)
+            for fd in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
+                os.close(fd)
+            self._stop_r = self._stop_w = self._wake_r = self._wake_w = -1
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)  # drops every watch
@@ -110,6 +141,7 @@ class CgroupTree:
         if self._thread is not None:
             return
         self._stop_r, self._stop_w = os.pipe()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="nodetape-cgroup-inotify", daemon=True)
         self._thread.start()
 
@@ -117,11 +149,55 @@ class CgroupTree:
         p = select.poll()
         p.register(self._fd, select.POLLIN)
         p.register(self._stop_r, select.POLLIN)
+        p.register(self._wake_r, select.POLLIN)  # request_rescan()
+        backlog = False
         while True:
-            ready = p.poll()
-            if any(fd == self._stop_r for fd, _ in ready):
+            # with a backlog, only look for the stop request, then drain again
+            ready = p.poll(0 if backlog else None)
+            fds = {fd for fd, _ in ready}
+            if self._stop_r in fds:
                 return
+            if self._wake_r in fds:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
             self.drain()
+            backlog = self.backlog() or (self._full and self.blocked() and self._readable())
+            if backlog:
+                # let a waiting loop thread take the lock (CPython locks are not fair);
+                # under back-pressure, wait for the loop to take rows
+                time.sleep(0.01 if self.blocked() else 0.0005)
+
+    def _readable(self) -> bool:
+        p = select.poll()
+        p.register(self._fd, select.POLLIN)
+        return bool(p.poll(0))
+
+    def backlog(self) -> bool:
+        """Events read but not handled yet, or a rescan in progress."""
+        return bool(self._pending) or self._rescan_it is not None
+
+    def unsubscribe(self, fn: Listener, full: Callable[[], bool] | None = None) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+            if full is not None and full in self._full:
+                self._full.remove(full)
+
+    def add_backpressure(self, full: Callable[[], bool]) -> None:
+        """While full() is true, drains handle nothing: events wait in the kernel queue.
+
+        A listener that holds rows until the recorder loop takes them bounds its
+        memory this way; if the kernel queue then overflows, the rescan that
+        follows reports what was missed (seen / removed by 'scan'), so no cgroup
+        goes missing, where dropping rows would lose removals for good.
+        """
+        with self._lock:
+            self._full.append(full)
+
+    def blocked(self) -> bool:
+        return any(f() for f in self._full)
 
     def subscribe(self, fn: Listener) -> dict[Key, int | None]:
         """Add a listener; returns the current nodes (taken atomically with the subscription)."""
@@ -155,8 +231,14 @@ class CgroupTree:
                 ino = os.stat(path).st_ino
             except OSError:
                 return False
-        self.nodes[(hier, rel)] = ino
+        self._set_node((hier, rel), ino)
         return True
+
+    def _set_node(self, key: Key, ino: int | None) -> None:
+        self.nodes[key] = ino
+        parent = _parent(key[1])
+        if parent is not None:
+            self._kids.setdefault((key[0], parent), set()).add(key[1])
 
     def _scan(self, hier: str, rel: str, ts: int | None, kind: str | None, source: str = "inotify") -> list[Key]:
         """Watch rel and everything below it that is not known yet; report new ones as `kind`."""
@@ -170,7 +252,7 @@ class CgroupTree:
                     if r == rel and kind == "created":
                         # created and removed before we could watch it: still a cgroup that lived;
                         # the IN_DELETE that follows in the queue reports its removal
-                        self.nodes[key] = None
+                        self._set_node(key, None)
                         found.append(key)
                         self._emit(ts, kind, hier, r, None, None, source)
                     continue
@@ -188,49 +270,86 @@ class CgroupTree:
         return found
 
     def _forget(self, key: Key, ts: int, source: str) -> None:
-        hier, rel = key
-        prefix = rel + "/"
-        gone = [k for k in self.nodes if k[0] == hier and (k[1] == rel or k[1].startswith(prefix))]
-        for k in sorted(gone, key=lambda k: -k[1].count("/")):
+        hier = key[0]
+        gone, stack = [], [key[1]]
+        while stack:  # the subtree, from the children index
+            r = stack.pop()
+            gone.append(r)
+            stack.extend(self._kids.pop((hier, r), ()))
+        parent = _parent(key[1])
+        if parent is not None:
+            sib = self._kids.get((hier, parent))
+            if sib is not None:
+                sib.discard(key[1])
+                if not sib:
+                    del self._kids[(hier, parent)]
+        for r in sorted(gone, key=lambda r: -r.count("/")):  # leaves first, as the kernel removes them
+            k = (hier, r)
+            if k not in self.nodes:
+                continue
             ino = self.nodes.pop(k)
             wd = self._key_wd.pop(k, None)
             if wd is not None:
                 self._wd.pop(wd, None)
-            self._emit(ts, "removed", k[0], k[1], None, ino, source)
-        if gone:
-            self.generation += 1
+            self._emit(ts, "removed", hier, r, None, ino, source)
+        self.generation += 1
 
     def _emit(self, ts, kind, hier, rel, name, ino, source) -> None:
         for fn in self._listeners:
             fn(ts, kind, hier, rel, name, ino, source)
 
     # -- events --------------------------------------------------------------
-    def drain(self) -> int:
-        """Read and handle every queued event (bounded); returns how many were handled."""
+    def drain(self, budget_ns: int = DRAIN_BUDGET_NS) -> int:
+        """Handle queued events in order for at most budget_ns; returns how many were handled.
+
+        When it returns with backlog() false, every event queued before the call
+        was handled. Otherwise the rest (events read, a rescan under way, the
+        kernel queue) waits for the next drain, of this thread or another.
+        """
         n = 0
         with self._lock:
             if self._fd < 0:
                 return 0
-            for _ in range(_MAX_READS):
-                try:
-                    buf = os.read(self._fd, _BUF)
-                except BlockingIOError:
+            deadline = time.monotonic_ns() + budget_ns
+            pending = self._pending
+            while True:
+                if self._full and self.blocked():
                     break
-                except OSError as e:
-                    if e.errno == errno.EINTR:
-                        continue
-                    raise
-                ts = self.clock()
-                for wd, mask, _cookie, name in InotifyFD._parse_event_buffer(buf):  # noqa: SLF001 - watchdog's ABI parser
+                if self._rescan_it is not None:
+                    if next(self._rescan_it, StopIteration) is StopIteration:
+                        self._rescan_it = None
+                        self.rescans_done += 1
+                elif pending:
+                    ts, wd, mask, name = pending.popleft()
                     n += 1
-                    self._handle(ts, wd, mask, name.decode(errors="surrogateescape"))
+                    self._handle(ts, wd, mask, name)
+                elif not self._read():
+                    break
+                if time.monotonic_ns() >= deadline:
+                    break
         return n
+
+    def _read(self) -> bool:
+        """Read one buffer of events into _pending; False when the queue is empty."""
+        while True:
+            try:
+                buf = os.read(self._fd, _BUF)
+                break
+            except BlockingIOError:
+                return False
+            except InterruptedError:
+                continue
+        ts = self.clock()
+        for wd, mask, _cookie, name in InotifyFD._parse_event_buffer(buf):  # noqa: SLF001 - watchdog's ABI parser
+            self._pending.append((ts, wd, mask, name.decode(errors="surrogateescape")))
+        return True
 
     def _handle(self, ts: int, wd: int, mask: int, name: str) -> None:
         if mask & IN.IN_Q_OVERFLOW:
             self.overflows += 1
-            self.rescan(ts)
             self._emit(ts, "overflow", "", "", None, None, "scan")
+            # a new overflow during a rescan restarts it: what it walked may be stale
+            self._rescan_it = self._rescan_steps()
             return
         if mask & IN.IN_IGNORED:
             key = self._wd.pop(wd, None)
@@ -250,25 +369,62 @@ class CgroupTree:
         elif mask & IN.IN_MODIFY:
             self._emit(ts, "modified", hier, rel, name, self.nodes.get(key), "inotify")
 
-    def rescan(self, ts: int) -> None:
-        """Reconcile with the tree on disk: report missed cgroups as seen, vanished ones as removed."""
+    def request_rescan(self) -> None:
+        """Start a rescan (or start over the one under way); drains advance it step by step."""
         with self._lock:
-            present: set[Key] = set()
-            for hier in self.layout.hierarchies:
-                stack = ["/"]
-                while stack:
-                    r = stack.pop()
-                    present.add((hier, r))
-                    try:
-                        with os.scandir(self.path(hier, r)) as it:
-                            stack.extend(_join(r, e.name) for e in it if e.is_dir(follow_symlinks=False))
-                    except OSError:
-                        present.discard((hier, r))
-            for key in [k for k in self.nodes if k not in present]:
-                if key in self.nodes:
-                    self._forget(key, ts, "scan")
-            for hier, rel in sorted(present - set(self.nodes)):
-                self._scan(hier, rel, ts, "seen", "scan")
+            self._rescan_it = self._rescan_steps()
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"w")
+            except BlockingIOError:
+                pass  # a wake-up is already pending
+
+    def rescan(self, ts: int | None = None) -> None:
+        """Reconcile with the tree on disk now, in full (the drain does it step by step)."""
+        with self._lock:
+            for _ in self._rescan_steps(ts):
+                pass
+
+    def _rescan_steps(self, ts: int | None = None) -> Iterator[None]:
+        """Walk every hierarchy, one directory per step: report missed cgroups as seen, vanished ones as removed.
+
+        Events are not handled while the walk runs (drain() advances it first),
+        so nodes change only here: what was not visited at the end has vanished.
+        """
+        visited: set[Key] = set()
+        for hier in list(self.layout.hierarchies):
+            stack: list[tuple[str, int | None]] = [("/", None)]
+            while stack:
+                r, ino = stack.pop()
+                key = (hier, r)
+                now = self.clock() if ts is None else ts
+                try:
+                    with os.scandir(self.path(hier, r)) as it:
+                        subs = [(_join(r, e.name), e.inode()) for e in it if e.is_dir(follow_symlinks=False)]
+                except OSError:
+                    yield
+                    continue  # vanished since its parent was listed: not visited, so removed at the end
+                known = self.nodes.get(key, -1)
+                if known != -1 and ino is not None and known is not None and known != ino:
+                    self._forget(key, now, "scan")  # removed and made again while events were lost
+                    known = -1
+                if known != -1:
+                    visited.add(key)
+                    self._emit(now, "rescanned", hier, r, None, known, "scan")
+                elif self._add(hier, r, ino):
+                    visited.add(key)
+                    self.generation += 1
+                    self._emit(now, "seen", hier, r, None, self.nodes[key], "scan")
+                stack.extend(sorted(subs, reverse=True))
+                yield
+        now = self.clock() if ts is None else ts
+        for key in [k for k in self.nodes if k not in visited]:
+            if key in self.nodes:
+                self._forget(key, now, "scan")
+            yield
 
     def unwatch_all(self) -> None:
         with self._lock:

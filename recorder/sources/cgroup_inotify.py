@@ -15,12 +15,28 @@ Rows (table cgroup_events):
 Events are handled on a reader thread as they arrive, so `cgroup.events` is
 read right after the kernel changes it and ts_ns is within milliseconds of the
 change. Rows of one burst keep the kernel's queue order (seq).
+
+Every poll is bounded (DESIGN.md principle 4): it returns at most
+_MAX_ROWS_PER_POLL rows (the rest, in order, at the next tick) and re-reads v1
+`memory.oom_control` for at most _OOM_BUDGET_NS (a round over thousands of
+memory cgroups goes on at the next tick), taking the tree's lock only a slice
+at a time. Memory is bounded by back-pressure: with _MAX_PENDING rows waiting,
+the tree handles no more events, they wait in the kernel queue, and if that
+overflows the rescan after it reports what was missed (counted as
+'inotify_overflow'). Rows beyond twice that bound (one event can add a
+subtree) are dropped and counted ('pending_rows_full'), and a rescan then
+reports every cgroup still present as `seen`.
+
+A cgroup made and removed inside a cgroup that was itself removed before its
+watch could be added is never known to inotify (the `cgroup-tp` eBPF source
+sees those); when a created cgroup is already gone, this is counted as
+'unwatched_subtree' in dropped: its subtree, if it had one, is unknown.
 """
 
 from __future__ import annotations
 
-import os
 import threading
+import time
 
 from ...schemas import batch
 from ..cgroup_tree import CgroupTree, shared_tree
@@ -35,6 +51,12 @@ _COLS = ("ts_ns", "source", "kind", "hierarchy", "cgroup_path", "cgroup_id", "co
 _MEMORY_EVENTS = (("oom", "oom"), ("oom_kill", "oom_kill"), ("high", "memory_high"), ("max", "memory_max"))
 # bound on rows held between polls: beyond it rows are counted as dropped, never kept without limit
 _MAX_PENDING = 200_000
+# rows returned by one poll: building the batch costs about 1 us per row here (50k rows: 47 ms)
+_MAX_ROWS_PER_POLL = 50_000
+# time one poll may spend re-reading v1 memory.oom_control files (a round resumes at the next tick)
+_OOM_BUDGET_NS = 10_000_000
+# how long stop() goes on handling queued events
+_STOP_DRAIN_NS = 2_000_000_000
 
 
 def _read(path: str) -> dict[str, int] | None:
@@ -59,8 +81,11 @@ class CgroupInotifySource(BaseSource):
         self._events_state: dict[tuple[str, str], dict[str, int]] = {}  # cgroup.events
         self._mem_state: dict[tuple[str, str], dict[str, int]] = {}  # memory.events / oom_control
         self._v1_memory: str | None = None
-        self._overflow_dropped = 0
+        self._drops: dict[str, int] = {}  # reason -> count (stats.dropped is their sum)
+        self._resnap = False  # rows were dropped: report every cgroup as seen by a rescan
+        self._resnap_until: int | None = None  # while set, the rescan under way reports each cgroup as seen
         self._oom_files: dict[tuple[str, str], KeptFile] = {}
+        self._oom_round: list[tuple[str, str]] = []  # v1 memory cgroups still to re-read this round
 
     def probe(self, ctx: RecordContext) -> None:
         if not ctx.layout.hierarchies:
@@ -77,6 +102,7 @@ class CgroupInotifySource(BaseSource):
         ts = ctx.clock()
         with self.tree._lock:  # noqa: SLF001 - snapshot and subscription must be atomic
             nodes = self.tree.subscribe(self._on_event)
+            self.tree.add_backpressure(self._full)
             for (hier, rel), ino in sorted(nodes.items()):
                 self._row(ts, "scan", "seen", hier, rel, ino)
                 self._baseline(hier, rel)
@@ -138,6 +164,9 @@ class CgroupInotifySource(BaseSource):
                 self._check_memory(ts, source, hier, rel, ino, name)
         elif kind == "created" or kind == "seen":
             self._row(ts, source, kind, hier, rel, ino)
+            if ino is None and kind == "created":
+                # gone before it could be watched: cgroups made inside it, if any, are unknown
+                self._drop("unwatched_subtree")
             # a new cgroup starts unpopulated with zero counters: anything else already happened
             self._events_state[(hier, rel)] = {"populated": 0, "frozen": 0}
             self._mem_state[(hier, rel)] = {}
@@ -153,22 +182,34 @@ class CgroupInotifySource(BaseSource):
             kf = self._oom_files.pop((hier, rel), None)
             if kf is not None:
                 kf.close()
+        elif kind == "rescanned":
+            # a rescan (after lost events) visits each known cgroup once, a step per drain:
+            # re-read what it tracks then, not all at once under the lock
+            if self._resnap_until is not None:
+                self._row(ts, "scan", "seen", hier, rel, ino)
+            if hier == UNIFIED:
+                self._check_events(ts, "scan", hier, rel, ino)
+                self._check_memory(ts, "scan", hier, rel, ino, "memory.events")
         elif kind == "overflow":
-            # events were lost: count the overflow and re-read every notify file we track
-            self._overflow_dropped += 1
-            self.stats.dropped = self._overflow_dropped
-            self.stats.drop_reason = "inotify_overflow"
-            for (h, r), ino2 in list(self.tree.nodes.items()):
-                if h == UNIFIED:
-                    self._check_events(ts, "scan", h, r, ino2)
-                    self._check_memory(ts, "scan", h, r, ino2, "memory.events")
+            self._drop("inotify_overflow")
+
+    def _full(self) -> bool:
+        return len(self._rows["ts_ns"]) >= _MAX_PENDING
+
+    def _drop(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._drops[reason] = self._drops.get(reason, 0) + n
+            self.stats.dropped = sum(self._drops.values())
+            self.stats.drop_reason = ",".join(sorted(self._drops))
 
     def _row(self, ts, source, kind, hier, rel, ino, count=None) -> None:
         with self._lock:
             rows = self._rows
-            if len(rows["ts_ns"]) >= _MAX_PENDING:
-                self.stats.dropped += 1
-                self.stats.drop_reason = "rate_limit"
+            if len(rows["ts_ns"]) >= 2 * _MAX_PENDING:
+                self._drops["pending_rows_full"] = self._drops.get("pending_rows_full", 0) + 1
+                self.stats.dropped = sum(self._drops.values())
+                self.stats.drop_reason = ",".join(sorted(self._drops))
+                self._resnap = True
                 return
             ident = identity(rel)
             for k, v in (("ts_ns", ts), ("source", source), ("kind", kind), ("hierarchy", hier),
@@ -177,35 +218,71 @@ class CgroupInotifySource(BaseSource):
                          ("qos_class", ident.qos_class), ("runtime", ident.runtime)):
                 rows[k].append(v)
 
-    def _take(self) -> Batches:
+    def _take(self, limit: int | None = None) -> Batches:
         with self._lock:
-            rows, self._rows = self._rows, {k: [] for k in _COLS}
+            rows = self._rows
+            if limit is not None and len(rows["ts_ns"]) > limit:
+                self._rows = {k: v[limit:] for k, v in rows.items()}
+                rows = {k: v[:limit] for k, v in rows.items()}
+            else:
+                self._rows = {k: [] for k in _COLS}
         if not rows["ts_ns"]:
             return []
         return self.counted([("cgroup_events", batch("cgroup_events", rows))])
 
     # -- loop ------------------------------------------------------------------
     def poll(self, now_ns: int) -> Batches:
-        if self._v1_memory and self.due(now_ns):
+        if self._v1_memory and (self._oom_round or self.due(now_ns)):
             self._poll_v1_oom()
-        return self._take()
+        tree = self.tree
+        if self._resnap_until is not None and tree.rescans_done > self._resnap_until:
+            self._resnap_until = None
+        if self._resnap and not self._full():
+            # rows were dropped: once there is room again, a rescan (a step per drain,
+            # on the reader thread) reports every cgroup still present as seen
+            with tree._lock:  # noqa: SLF001
+                self._resnap = False
+                self._resnap_until = tree.rescans_done
+                tree.request_rescan()
+        return self._take(_MAX_ROWS_PER_POLL)
 
     def _poll_v1_oom(self) -> None:
         # v1 memory.oom_control has no inotify notification (only eventfd via
-        # cgroup.event_control), so its oom_kill counter is polled each interval.
-        with self.tree._lock:  # noqa: SLF001
-            ts = self.ctx.clock()
-            for (h, r), ino in list(self.tree.nodes.items()):
-                if h == self._v1_memory and (h, r) in self._mem_state:
-                    self._check_memory(ts, "inotify", h, r, ino, "memory.oom_control")
+        # cgroup.event_control), so its oom_kill counter is polled each interval,
+        # within a time budget: with thousands of memory cgroups a round spans ticks.
+        tree = self.tree
+        if not self._oom_round:
+            with tree._lock:  # noqa: SLF001
+                self._oom_round = [k for k in self._mem_state if k[0] == self._v1_memory]
+            self._oom_round.reverse()  # popped from the end: in insertion order
+        deadline = time.monotonic_ns() + _OOM_BUDGET_NS
+        todo = self._oom_round
+        while todo and time.monotonic_ns() < deadline:
+            # the tree's lock a slice at a time: the reader thread's drain goes on in between
+            with tree._lock:  # noqa: SLF001
+                ts = self.ctx.clock()
+                for _ in range(min(64, len(todo))):
+                    key = todo.pop()
+                    ino = tree.nodes.get(key)
+                    if key in self._mem_state and key in tree.nodes:
+                        self._check_memory(ts, "inotify", key[0], key[1], ino, "memory.oom_control")
 
     def stop(self) -> Batches:
-        for kf in self._oom_files.values():
-            kf.close()
-        self._oom_files.clear()
+        out: Batches = []
         if self.tree is not None:
-            self.tree.drain()
+            # what is queued at the end still goes in the tape, within a bound
+            deadline = time.monotonic_ns() + _STOP_DRAIN_NS
+            while time.monotonic_ns() < deadline:
+                out += self._take()  # room for more rows: releases the back-pressure
+                self.tree.drain()
+                if not self.tree.backlog() and not self._full():
+                    break
+            # no more rows are taken: neither called nor holding the tree back any more
+            self.tree.unsubscribe(self._on_event, self._full)
             self.tree.release()
             if self.ctx.shared.get("cgroup_tree") is self.tree and self.tree._users <= 0:  # noqa: SLF001
                 self.ctx.shared.pop("cgroup_tree", None)
-        return self._take()
+        for kf in self._oom_files.values():
+            kf.close()
+        self._oom_files.clear()
+        return out + self._take()
