@@ -122,6 +122,8 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
 
 
 def _pump(rp: Replay, sel, pacer: Pacer, js, chk, into, need_lines: bool) -> int:
+    if need_lines and into is None and not pacer.paced:
+        return _pump_chunks(rp, sel, js, chk)
     enc = jsonl.LineEncoder(rp.hosts) if need_lines else None
     pacer.start()
     for run, t, vals in rp.rows(sel):
@@ -135,4 +137,16 @@ def _pump(rp: Replay, sel, pacer: Pacer, js, chk, into, need_lines: bool) -> int
                 js.write(line)
             if chk is not None and not chk.write(line):
                 return 1
+    return 0
+
+
+def _pump_chunks(rp: Replay, sel, js, chk) -> int:
+    """Unpaced jsonl without --into: lines encoded column-wise per batch, merged in chunks."""
+    enc = jsonl.BatchEncoder(rp.hosts)
+    for chunk in rp.chunks(sel, enc):
+        data = jsonl.chunk_bytes(chunk)
+        if js is not None:
+            js.write_bytes(data)
+        if chk is not None and not chk.write_bytes(data):
+            return 1
     return 0

@@ -13,6 +13,10 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
@@ -33,6 +37,75 @@ class LineEncoder:
         return _encode(dict(zip(keys, head + vals)))
 
 
+class BatchEncoder:
+    """(run, RecordBatch) -> the batch's jsonl lines, newline included, as an Arrow string array.
+
+    The bytes are those of LineEncoder, built column-wise: integers through
+    Arrow's decimal cast; text and floats through the same JSON encoder as
+    LineEncoder, called once per distinct value (string columns are dictionaries
+    of a few values) and spread to the rows with a take.
+    """
+
+    def __init__(self, hosts: list | None = None):
+        self.multi = hosts is not None and len(hosts) > 1
+        self.hosts = hosts
+        self._keys: dict = {}
+
+    def _parts(self, run) -> tuple[pa.Scalar, list[pa.Scalar]]:
+        k = (run.table.name, run.tape_idx)
+        got = self._keys.get(k)
+        if got is None:
+            head = '{"table":' + _encode(run.table.name)
+            if self.multi:
+                head += ',"host":' + _encode(self.hosts[run.tape_idx])
+            # Arrow scalars made once: pyarrow converts a Python str argument on every call
+            got = self._keys[k] = (pa.scalar(head, pa.string()),
+                                   [pa.scalar(f",{_encode(c)}:", pa.string()) for c in run.table.column_names])
+        return got
+
+    def __call__(self, run, b: pa.RecordBatch) -> pa.Array:
+        if b.num_rows == 0:
+            return pa.array([], pa.string())
+        head, keys = self._parts(run)
+        args: list = [head]
+        for key, col in zip(keys, b.columns):
+            args.append(key)
+            args.append(_fragments(col))
+        args.append(_TAIL)
+        out = pc.binary_join_element_wise(*args, _EMPTY)
+        return out if isinstance(out, pa.Array) else pa.array([out.as_py()] * b.num_rows, pa.string())
+
+
+_NULL, _TAIL, _EMPTY = (pa.scalar(x, pa.string()) for x in ("null", "}\n", ""))
+
+
+def _fragments(col: pa.Array) -> pa.Array | pa.Scalar:
+    """The JSON text of every value of an Arrow column, 'null' for NULL."""
+    t = col.type
+    if col.null_count == len(col):
+        return _NULL
+    if pa.types.is_integer(t):
+        s = pc.cast(col, pa.string())
+    else:
+        if pa.types.is_dictionary(t):
+            if len(col.dictionary) > len(col):
+                col = pc.dictionary_encode(col.dictionary_decode())
+        else:
+            col = pc.dictionary_encode(col)
+        texts = pa.array([_encode(v) for v in col.dictionary.to_pylist()], pa.string())
+        s = texts.take(col.indices)
+    return pc.fill_null(s, _NULL) if s.null_count else s
+
+
+def chunk_bytes(chunk: pa.Array) -> memoryview:
+    """The concatenated UTF-8 values of a string array: its data buffer between its first and last offsets."""
+    if len(chunk) == 0:
+        return memoryview(b"")
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=chunk.offset + len(chunk) + 1)
+    start, end = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+    return memoryview(chunk.buffers()[2])[start:end]
+
+
 def lines(rows: Iterable, hosts: list | None = None) -> Iterator[str]:
     """jsonl lines (without newline) of merged rows (run, time, values)."""
     enc = LineEncoder(hosts)
@@ -47,6 +120,9 @@ class JsonlSink:
         self.out = out
         self.live = live
         self._buf: list[str] = []
+        # a UTF-8 text file takes the encoded lines straight into its byte buffer
+        enc = (getattr(out, "encoding", None) or "").lower().replace("-", "")
+        self._raw = getattr(out, "buffer", None) if enc == "utf8" else None
 
     def write(self, line: str) -> None:
         if self.live:
@@ -56,6 +132,16 @@ class JsonlSink:
         self._buf.append(line)
         if len(self._buf) >= 4096:
             self.flush()
+
+    def write_bytes(self, data: memoryview) -> None:
+        """Several whole lines at once, UTF-8, each ending in a newline."""
+        if self._buf:
+            self.flush()
+        if self._raw is not None:
+            self.out.flush()  # whatever went through the text layer goes first
+            self._raw.write(data)
+        else:
+            self.out.write(bytes(data).decode("utf-8"))
 
     def flush(self) -> None:
         if self._buf:
@@ -80,6 +166,13 @@ class CheckSink:
         if exp != line:
             self.diff = (self.line_no, exp, line)
             return False
+        return True
+
+    def write_bytes(self, data: memoryview) -> bool:
+        """Several whole lines, UTF-8, each ending in a newline; False at the first difference."""
+        for line in bytes(data).decode("utf-8").split("\n")[:-1]:
+            if not self.write(line):
+                return False
         return True
 
     def finish(self) -> bool:

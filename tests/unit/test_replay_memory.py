@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from nodetape.schemas import batch
 from nodetape.tape_reader import open_tape
@@ -70,9 +71,14 @@ def big_tape(path: Path) -> int:
     return sum(counts.values()) + OPENS
 
 
-def test_replay_memory_stays_bounded_on_a_large_tape(tmp_path):
-    tape = tmp_path / "big"
-    total = big_tape(tape)
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    tape = tmp_path_factory.mktemp("replay-memory") / "big"
+    return tape, big_tape(tape)
+
+
+def test_replay_memory_stays_bounded_on_a_large_tape(big):
+    tape, total = big
     r = subprocess.run([sys.executable, "-c", _CHILD, str(tape)], capture_output=True, text=True, timeout=600, cwd=str(REPO))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
@@ -81,3 +87,35 @@ def test_replay_memory_stays_bounded_on_a_large_tape(tmp_path):
     # the decoded rows alone (1.3M rows, 300 MB of path text) dwarf the budget
     print(f"replayed {total} events; peak RSS grew {grew_mb:.1f} MB over the import floor")
     assert grew_mb < BUDGET_MB, f"replay grew {grew_mb:.0f} MB over its import floor"
+
+
+_JSONL_CHILD = r"""
+import json, os, sys
+
+def hwm_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+from nodetape.replay.command import run_replay
+import nodetape.replay.sinks.jsonl, pyarrow.parquet
+floor = hwm_kb()
+code = run_replay(tapes=[sys.argv[1]], max_speed=True, output=sys.argv[2], stdout=sys.stderr)
+print(json.dumps({"code": code, "floor_kb": floor, "peak_kb": hwm_kb()}))
+"""
+
+
+def test_jsonl_replay_memory_stays_bounded(big, tmp_path):
+    """The column-wise jsonl path holds Arrow batches of lines, a few per open part."""
+    tape, total = big
+    out = tmp_path / "events.jsonl"
+    r = subprocess.run([sys.executable, "-c", _JSONL_CHILD, str(tape), str(out)], capture_output=True, text=True,
+                       timeout=600, cwd=str(REPO))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["code"] == 0
+    with open(out, "rb") as f:
+        assert sum(1 for _ in f) == total
+    grew_mb = (res["peak_kb"] - res["floor_kb"]) / 1024
+    print(f"jsonl of {total} events ({out.stat().st_size >> 20} MiB); peak RSS grew {grew_mb:.1f} MB over the import floor")
+    assert grew_mb < BUDGET_MB, f"jsonl replay grew {grew_mb:.0f} MB over its import floor"
