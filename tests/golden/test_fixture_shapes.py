@@ -49,4 +49,11 @@ def test_recording_the_fixtures_again_gives_the_same_shapes(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     for name in SCENARIOS:
-        assert shape(tmp_path / name) == shape(TAPES / name), name
+        got, want = shape(tmp_path / name), shape(TAPES / name)
+        # the headline facts are promised only where the scenario is built to show
+        # them (how much a 0.5-core container is throttled depends on the machine's load)
+        for key in ("throttled_over_90pct", "oom_kill", "psi_trigger_fired"):
+            got.pop(key), want.pop(key)
+        assert got == want, name
+        for key, value in PROMISES[name].items():
+            assert shape(tmp_path / name)[key] == value, (name, key)
