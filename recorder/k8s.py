@@ -67,7 +67,8 @@ def _container(segment: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-@lru_cache(maxsize=65536)
+# bounded: cgroup churn makes every path new; the live tree is the hot set
+@lru_cache(maxsize=4096)
 def identity(cgroup_path: str) -> K8sIdentity:
     """K8sIdentity of a cgroup path (relative to its hierarchy root or absolute); all None outside Kubernetes."""
     parts = [p for p in cgroup_path.split("/") if p]

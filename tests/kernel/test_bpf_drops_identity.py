@@ -34,7 +34,15 @@ def test_tracepoint_identity_and_udp_drop(tmp_path):
     path = base / "besteffort" / f"pod{pod_uid}" / cid
     port = _closed_udp_port()
 
+    longer = base / "besteffort" / f"pod{pod_uid}" / ("x" * 120)
+
     def workload():
+        # long paths, then shorter ones, for more than a lap of the ring buffer: a reserved
+        # record holds the bytes of the records of the previous lap, and none may follow a NUL
+        for i in range(1500):
+            p = longer if i % 2 else longer.with_name(f"s{i}")
+            p.mkdir(parents=True)
+            p.rmdir()
         path.mkdir(parents=True)
         path.rmdir()
         # from another process: the recorder ignores its own pid in the kernel
@@ -58,6 +66,8 @@ def test_tracepoint_identity_and_udp_drop(tmp_path):
         "AND cgroup_path = ? ORDER BY seq", [f"/kubepods/besteffort/pod{pod_uid}/{cid}"]).fetchall()
     assert ("created", pod_uid, cid, "besteffort") in rows
     assert ("removed", pod_uid, cid, "besteffort") in rows
+    assert con.execute("SELECT count(*) FROM cgroup_events WHERE source = 'ebpf' AND "
+                       "(contains(cgroup_path, chr(0)) OR contains(coalesce(comm, ''), chr(0)))").fetchone() == (0,)
     drops = con.execute("SELECT reason, location, protocol, ifindex FROM packet_drops "
                         "WHERE reason = 'NO_SOCKET' AND location LIKE '%udp%'").fetchall()
     assert len(drops) >= 3, con.execute("SELECT reason, location FROM packet_drops").fetchall()

@@ -161,3 +161,15 @@ def test_nearest_headers_and_merge(tmp_path):
     assert (merged / "arch/x86/include/asm").is_dir() and (merged / "arch/x86/include/generated").is_dir()
     assert bpf_env.merged_headers(ver, common, arch_tree, cache_root=tmp_path / "cache") == merged
     assert bpf_env.nearest_headers("6.1.0", tmp_path / "none") is None
+
+
+def test_cstr_cuts_at_the_first_nul_of_a_reused_buffer():
+    import numpy as np
+
+    from nodetape.recorder.sources.bpf.stream import cstr
+
+    # a buffer that held "/kubepods/burstable/pod1/long-container-id" before "/a/b" was written into it
+    stale = b"/a/b\0" + b"pods/burstable/pod1/long-container-id"[5:] + b"\0" * 3
+    a = np.array([stale, b"/x\0", b"full-width-no-nul", "ünï/cödé".encode() + b"\0junk"], dtype="S40")
+    assert cstr(a) == ["/a/b", "/x", "full-width-no-nul", "ünï/cödé"]
+    assert cstr(np.array([], dtype="S8")) == []

@@ -32,8 +32,18 @@ def arrow_cols(cols: dict) -> dict:
 
 
 def cstr(a: np.ndarray) -> list[str]:
-    """Fixed-size NUL-padded byte fields (numpy 'S' dtype) -> str, in one pass."""
-    return np.char.decode(a, "utf-8", errors="replace").tolist() if a.size else []
+    """Fixed-size C string fields (numpy 'S' dtype) -> str, cut at the first NUL, in one pass.
+
+    bpf_probe_read_*_str writes the string and its NUL but leaves the rest of a
+    reused buffer as it was, so bytes after the terminator are stale data from an
+    earlier, longer string (numpy only strips trailing NULs).
+    """
+    if not a.size:
+        return []
+    width = a.dtype.itemsize
+    raw = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), width).copy()
+    raw[np.cumsum(raw == 0, axis=1) > 0] = 0  # everything from the first NUL on
+    return np.char.decode(raw.view(f"S{width}").reshape(len(a)), "utf-8", errors="replace").tolist()
 
 
 class RawStreamSource(BpfSource):
