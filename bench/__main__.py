@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown section(s): {', '.join(unknown)}")
     results: dict = {"machine": machine(), "quick": args.quick, "sections": {}}
+    if args.only and os.path.exists(args.json):
+        # a partial run refreshes its sections and keeps the others' last figures
+        with open(args.json) as f:
+            previous = json.load(f)
+        if previous.get("quick") == args.quick:
+            results["sections"] = previous.get("sections", {})
     for name in only:
         module, title = SECTIONS[name]
         print(f"==> {title}", file=sys.stderr, flush=True)
@@ -82,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             mod = importlib.import_module(module)
             out = mod.run(**ARGS[name][1 if args.quick else 0])
-            results["sections"][name] = {"ok": True, "seconds": round(time.monotonic() - t0, 1), "result": out}
+            results["sections"][name] = {"ok": True, "seconds": round(time.monotonic() - t0, 1), "result": out,
+                                         "measured": machine()["date"]}
         except Exception as e:  # one broken section must not lose the others' numbers
             traceback.print_exc()
             results["sections"][name] = {"ok": False, "seconds": round(time.monotonic() - t0, 1),
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from .report import headline, render
 
     results.update(headline(results))
-    command = "./run bench" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    command = "./run bench" + (" --quick" if args.quick else "")
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2, default=str)
         f.write("\n")
