@@ -54,6 +54,11 @@ def test_recording_the_fixtures_again_gives_the_same_shapes(tmp_path):
         # them (how much a 0.5-core container is throttled depends on the machine's load)
         for key in ("throttled_over_90pct", "oom_kill", "psi_trigger_fired"):
             got.pop(key), want.pop(key)
+        # whether page-cache churn stalls long enough to fire the PSI trigger depends on the
+        # machine; the checked-in tape shows it firing (test above), a re-recording may not
+        for s in (got, want):
+            s["tables"] = [t for t in s["tables"] if t != "psi_events"]
         assert got == want, name
         for key, value in PROMISES[name].items():
-            assert shape(tmp_path / name)[key] == value, (name, key)
+            if key != "psi_trigger_fired":
+                assert shape(tmp_path / name)[key] == value, (name, key)
