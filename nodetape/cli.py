@@ -85,7 +85,7 @@ def record(
     proc_root: Annotated[Path, typer.Option("--proc-root", help="A folder laid out like /proc.")] = Path("/proc"),
     sys_root: Annotated[Path, typer.Option("--sys-root", help="A folder laid out like /sys (network interfaces).")] = Path("/sys"),
     psi_trigger: Annotated[Optional[list[str]], typer.Option("--psi-trigger", help="Register a kernel PSI trigger, e.g. \"memory some 150ms/2s\" (repeatable).")] = None,
-    psi_trigger_cgroup: Annotated[Optional[list[str]], typer.Option("--psi-trigger-cgroup", help="Also register the triggers on cgroups matching this glob (repeatable).")] = None,
+    psi_trigger_cgroup: Annotated[Optional[list[str]], typer.Option("--psi-trigger-cgroup", help="Also register the triggers on cgroup2 cgroups whose path matches this glob, e.g. '/kubepods/*', including ones made while recording (repeatable).")] = None,
     cgroup: Annotated[Optional[list[str]], typer.Option("--cgroup", help="Glob of cgroup paths whose file opens are traced (default: Kubernetes pods).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line and no summary.")] = False,
     retain: Annotated[Optional[str], typer.Option("--retain", help="Flight recorder: record until stopped, keeping only this last window (e.g. 15m); older parts are deleted.")] = None,

@@ -445,6 +445,13 @@ def shared_tree(ctx) -> CgroupTree:
     return tree
 
 
+def release_shared(ctx, tree: CgroupTree) -> None:
+    """A source is done with the shared tree; the last user closes it and takes it out of ctx."""
+    tree.release()
+    if ctx.shared.get("cgroup_tree") is tree and tree._users <= 0:
+        ctx.shared.pop("cgroup_tree", None)
+
+
 class _PathsView:
     """Read-only mapping cgroup_id -> (hierarchy, relpath), computed on demand."""
 

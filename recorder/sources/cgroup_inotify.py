@@ -39,7 +39,7 @@ import threading
 import time
 
 from ...schemas import batch
-from ..cgroup_tree import CgroupTree, shared_tree
+from ..cgroup_tree import CgroupTree, release_shared, shared_tree
 from ..fdcache import KeptFile
 from ..k8s import identity
 from ..kernelfs.cgroup_files import parse_flat_keyed
@@ -279,9 +279,7 @@ class CgroupInotifySource(BaseSource):
                     break
             # no more rows are taken: neither called nor holding the tree back any more
             self.tree.unsubscribe(self._on_event, self._full)
-            self.tree.release()
-            if self.ctx.shared.get("cgroup_tree") is self.tree and self.tree._users <= 0:  # noqa: SLF001
-                self.ctx.shared.pop("cgroup_tree", None)
+            release_shared(self.ctx, self.tree)
         for kf in self._oom_files.values():
             kf.close()
         self._oom_files.clear()

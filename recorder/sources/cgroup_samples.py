@@ -60,7 +60,7 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
-from ..cgroup_tree import CgroupTree, shared_tree
+from ..cgroup_tree import CgroupTree, release_shared, shared_tree
 from ..fdcache import FreshFile, KeptFile
 from ..k8s import identity
 from ..kernelfs import cgroup_files as cf
@@ -372,7 +372,5 @@ class CgroupSamplesSource(BaseSource):
             cg.close()
         self._cgroups.clear()
         if self.tree is not None:
-            self.tree.release()
-            if self.ctx.shared.get("cgroup_tree") is self.tree and self.tree._users <= 0:  # noqa: SLF001
-                self.ctx.shared.pop("cgroup_tree", None)
+            release_shared(self.ctx, self.tree)
         return []

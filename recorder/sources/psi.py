@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
+from ..cgroup_tree import release_shared, shared_tree
 from ..fdcache import KeptFile
 from ..kernelfs.cgroupfs import UNIFIED
 from ..kernelfs.psi import PSI_KEYS, RESOURCES, parse_psi
@@ -50,7 +51,6 @@ class PsiSource(BaseSource):
         self._v2 = ctx.layout.v2_root
         if self._v2 is not None and not ctx.options.get("psi_no_cgroups"):
             try:
-                from ..cgroup_tree import shared_tree
                 self._tree = shared_tree(ctx)
             except OSError:
                 self._tree = None  # no inotify: rescan each interval instead
@@ -71,10 +71,11 @@ class PsiSource(BaseSource):
         return sorted(rels)
 
     def _sync(self) -> None:
-        if self._tree is not None and self._tree.generation == self._gen:
-            return
         if self._tree is not None:
+            # drain here: with no cgroup source in the recording, nobody else reads the tree's events
             self._tree.drain()
+            if self._tree.generation == self._gen:
+                return
             self._gen = self._tree.generation
         rels = set(self._cgroup_rels())
         for r in [r for r in self._cg if r not in rels]:
@@ -120,7 +121,5 @@ class PsiSource(BaseSource):
                 kf.close()
         self._cg.clear()
         if self._tree is not None:
-            self._tree.release()
-            if self.ctx.shared.get("cgroup_tree") is self._tree and self._tree._users <= 0:  # noqa: SLF001
-                self.ctx.shared.pop("cgroup_tree", None)
+            release_shared(self.ctx, self._tree)
         return []

@@ -32,3 +32,12 @@ def test_unprivileged_window_multiple_of_2s():
     with pytest.raises(ValueError, match="multiple of 2s"):
         parse_trigger("cpu some 50ms/1s", privileged=False)
     assert parse_trigger("cpu some 50ms/4s", privileged=False).window_us == 4_000_000
+
+
+def test_cgroup_globs_match_paths_below_the_cgroup2_root():
+    from nodetape.recorder.sources.psi_triggers import matching
+
+    rels = ["/", "/kubepods", "/kubepods/burstable/pod1/c1", "/system.slice/ssh.service", "/nt-a b"]
+    assert matching(rels, ["*kubepods*"]) == ["/kubepods", "/kubepods/burstable/pod1/c1"]
+    assert matching(rels, ["/kubepods/*/pod*/*", "/nt-a *"]) == ["/kubepods/burstable/pod1/c1", "/nt-a b"]
+    assert matching(rels, []) == []
