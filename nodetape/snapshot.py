@@ -48,7 +48,7 @@ def write_snapshot(src: Path, manifest: dict, parts: dict[str, list[Path]], out:
     """Save `parts` of the tape at `src` with a copy of `manifest` as a closed tape at `out`."""
     import pyarrow.parquet as pq
 
-    from .tape_writer import part_index
+    from .retention import part_index
 
     out = Path(out)
     if out.exists():

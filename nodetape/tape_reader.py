@@ -107,7 +107,7 @@ def list_parts(tape: Path, table: str, first_part: int = 0) -> list[Path]:
     Temp files of a killed writer are ignored, and so are retired parts (below
     `first_part`) still waiting for their unlink.
     """
-    from .tape_writer import part_index
+    from .retention import part_index
 
     folder = tape / table
     try:

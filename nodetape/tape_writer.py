@@ -15,7 +15,7 @@ period later, so a reader that listed them a moment before can still read them.
 
 Flight-recorder mode: `retain_ns` retires whole parts whose newest row is older
 than the window; `max_tape_bytes` retires the oldest parts (over all tables) while
-the tape is larger than the bound.
+the tape is larger than the bound (retention.py keeps that ledger).
 
 Memory: each table flushes early past `max_buffer_bytes` (parts roll by size as
 well as time); all tables together flush early past `max_total_bytes`, at most
@@ -52,6 +52,7 @@ import pyarrow.parquet as pq
 from .clock import boottime_ns
 from .errors import NodetapeError
 from .manifest import MANIFEST, atomic_write_json
+from .retention import PartInfo, PartLedger, part_name
 from .schemas import schema as schema_of
 from .schemas import table as table_of
 
@@ -78,19 +79,6 @@ class DiskFull(NodetapeError):
     """The tape's filesystem is full and the recorder cannot go on (exit 1: not bad input)."""
 
     exit_code = 1
-
-
-def part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
-
-
-def part_index(name: str) -> int | None:
-    """`part-000012.parquet` -> 12; None for anything else."""
-    if name.startswith("part-") and name.endswith(".parquet"):
-        digits = name[5:-8]
-        if digits.isdigit():
-            return int(digits)
-    return None
 
 
 def fsync_dir(path: Path) -> None:
@@ -132,24 +120,6 @@ class _TableBuffer:
     next_seq: int = 0
 
 
-@dataclass
-class PartInfo:
-    table: str
-    index: int
-    rows: int
-    bytes: int
-    max_ns: int | None  # newest value of the table's time column
-    written_ns: int     # boottime when written
-
-    @property
-    def name(self) -> str:
-        return part_name(self.index)
-
-    @property
-    def age_key(self) -> int:
-        return self.max_ns if self.max_ns is not None else self.written_ns
-
-
 def _parquet_options(schema: pa.Schema) -> dict:
     delta_cols = [
         f.name
@@ -186,8 +156,6 @@ class TapeWriter:
         self.flush_interval_ns = flush_interval_ns
         self.max_buffer_bytes = max_buffer_bytes
         self.max_total_bytes = max_total_bytes
-        self.retain_ns = retain_ns
-        self.max_tape_bytes = max_tape_bytes
         # long enough for a reader that listed a part to finish its query
         self.delete_grace_ns = (delete_grace_ns if delete_grace_ns is not None
                                 else min(max(2 * flush_interval_ns, 2_000_000_000), 30_000_000_000))
@@ -198,17 +166,14 @@ class TapeWriter:
         self._buffers: dict[str, _TableBuffer] = {}
         self._buffered = 0
         self._last_flush = self._last_early = clock()
-        self.parts: dict[str, list[PartInfo]] = {}
-        self._pending: list[tuple[int, Path, int]] = []  # (delete at monotonic ns, file, bytes)
         # table -> reason -> rows dropped by the writer itself
         self.dropped: dict[str, dict[str, int]] = {}
         self.early_flushes = 0
         self.degraded = False  # raw tables are no longer written (disk full)
         self.failed = False    # nothing more can be written
         self.manifest_stale = False
-        if retain_ns or max_tape_bytes:
-            manifest["retention"] = {"retain_ns": retain_ns, "max_bytes": max_tape_bytes,
-                                     "retired_parts": 0, "retired_rows": 0, "retired_bytes": 0}
+        self.ledger = PartLedger(self.path, manifest, retain_ns=retain_ns, max_bytes=max_tape_bytes,
+                                 grace_ns=self.delete_grace_ns, clock=clock, boot_clock=boot_clock)
         self._create()
         self._reserve_space(reserve_bytes)
 
@@ -348,9 +313,9 @@ class TapeWriter:
             self._last_flush = self._clock()
         # how far a tape that is never closed (SIGKILL) is known to reach
         self.manifest["last_flush_ns"] = self._boot_clock()
-        self.enforce_retention()
+        self.ledger.enforce()  # the manifest names the retired parts no more, then files go
         self.write_manifest()
-        self._delete_pending()
+        self.ledger.unlink_pending()
 
     def _clear(self, buf: _TableBuffer) -> None:
         self._buffered -= buf.nbytes
@@ -386,84 +351,9 @@ class TapeWriter:
         os.replace(tmp, folder / name)
         fsync_dir(folder)
         max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
-        info = PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock())
-        self.parts.setdefault(buf.name, []).append(info)
-        m = self.manifest["tables"].setdefault(buf.name, {"rows": 0, "bytes": 0, "parts": []})
-        m["rows"] += info.rows
-        m["bytes"] += info.bytes
-        m["parts"].append(name)
+        self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock()))
         buf.next_part += 1
         self._clear(buf)
-
-    # -- retention --------------------------------------------------------------
-    @property
-    def tape_bytes(self) -> int:
-        """Bytes of parts on disk: live ones and retired ones still in their grace period."""
-        return sum(p.bytes for ps in self.parts.values() for p in ps) + sum(b for _, _, b in self._pending)
-
-    def _retire(self, p: PartInfo, grace_ns: int) -> None:
-        live = self.parts[p.table]
-        live.remove(p)
-        m = self.manifest["tables"][p.table]
-        if p.name in m["parts"]:
-            m["parts"].remove(p.name)
-        m["rows"] -= p.rows
-        m["bytes"] -= p.bytes
-        # parts are retired oldest first, so one number says which files on disk are gone
-        m["first_part"] = max(m.get("first_part", 0), p.index + 1)
-        r = self.manifest.setdefault("retention", {"retired_parts": 0, "retired_rows": 0, "retired_bytes": 0})
-        r["retired_parts"] = r.get("retired_parts", 0) + 1
-        r["retired_rows"] = r.get("retired_rows", 0) + p.rows
-        r["retired_bytes"] = r.get("retired_bytes", 0) + p.bytes
-        self._pending.append((self._clock() + grace_ns, self.path / p.table / p.name, p.bytes))
-
-    def _oldest(self) -> PartInfo | None:
-        heads = [ps[0] for ps in self.parts.values() if ps]
-        return min(heads, key=lambda p: p.age_key) if heads else None
-
-    def enforce_retention(self, now_boot_ns: int | None = None) -> int:
-        """Retire parts outside the window or over the size bound; returns how many.
-
-        The caller writes the manifest next; files are unlinked after the grace period.
-        """
-        n = 0
-        if self.retain_ns:
-            cutoff = (now_boot_ns if now_boot_ns is not None else self._boot_clock()) - self.retain_ns
-            for ps in self.parts.values():
-                # parts of a table are in time order: retire the old prefix
-                while ps and ps[0].age_key < cutoff:
-                    self._retire(ps[0], self.delete_grace_ns)
-                    n += 1
-        if self.max_tape_bytes:
-            while self.tape_bytes > self.max_tape_bytes:
-                p = self._oldest()
-                if p is None:
-                    break
-                self._retire(p, self.delete_grace_ns)
-                n += 1
-            if self.tape_bytes > self.max_tape_bytes:
-                # the bound beats the grace period
-                self._delete_pending(force=True)
-        return n
-
-    def _delete_pending(self, force: bool = False) -> int:
-        now = self._clock()
-        keep, freed = [], 0
-        for item in self._pending:
-            deadline, f, nbytes = item
-            if force or now >= deadline:
-                try:
-                    f.unlink()
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    keep.append(item)
-                    continue
-                freed += nbytes
-            else:
-                keep.append(item)
-        self._pending = keep
-        return freed
 
     # -- disk full ----------------------------------------------------------------
     def _make_room(self, buf: _TableBuffer | None) -> str:
@@ -472,26 +362,21 @@ class TapeWriter:
         Returns 'retry' when space may have been freed, 'degraded' when raw tables
         were just given up; raises DiskFull at the end.
         """
-        if self._pending:
+        if self.ledger.pending:
             # the manifest already dropped them: skip their grace period
-            self._delete_pending(force=True)
+            self.ledger.unlink_pending(force=True)
             return "retry"
-        if (self.retain_ns or self.max_tape_bytes) and self._oldest() is not None:
+        if self.ledger.bounded and self.ledger.oldest() is not None:
             # flight-recorder mode: the oldest rows are the ones to lose; free about
             # what the part needs (a part is smaller than its Arrow buffer)
-            need = (buf.nbytes // 2 if buf is not None else 0) + (64 << 10)
-            freed = n = 0
-            while freed < need and (p := self._oldest()) is not None:
-                self._retire(p, 0)
-                freed += p.bytes
-                n += 1
+            n = self.ledger.evict((buf.nbytes // 2 if buf is not None else 0) + (64 << 10))
             d = self.manifest.setdefault("disk_full", {"at_ns": self._boot_clock(), "fatal": False})
             d["evicted_parts"] = d.get("evicted_parts", 0) + n
             d["action"] = "retired the oldest parts early to make room"
             # manifest first, then the files; if even the manifest cannot be written
             # the files go anyway (readers skip parts that vanished)
             self._try_write_manifest()
-            self._delete_pending(force=True)
+            self.ledger.unlink_pending(force=True)
             return "retry"
         if not self.degraded:
             self.degraded = True
@@ -558,32 +443,17 @@ class TapeWriter:
             self.manifest["writer"] = self.stats_json()
         self._write_manifest_or_fail()
 
-    def live_parts(self) -> dict[str, list[Path]]:
-        return {t: [self.path / t / p.name for p in ps] for t, ps in self.parts.items() if ps}
-
     def snapshot(self, out: str | os.PathLike, reason: str) -> Path:
         """Flush, then save the current window as its own closed tape at `out` (hard links)."""
         from .snapshot import write_snapshot
 
         self.flush(scheduled=False)
-        return write_snapshot(self.path, self.manifest, self.live_parts(), Path(out), reason=reason)
-
-    def _finish_pending(self, wait_ns: int = 1_000_000_000) -> None:
-        """Unlink retired parts, waiting up to `wait_ns` for their grace periods.
-
-        What is still in its grace period after that stays on disk: the manifest's
-        `first_part` already excludes it, so readers ignore it.
-        """
-        until = time.monotonic_ns() + wait_ns
-        self._delete_pending()
-        while self._pending and time.monotonic_ns() < until:
-            time.sleep(0.05)
-            self._delete_pending()
+        return write_snapshot(self.path, self.manifest, self.ledger.live_parts(), Path(out), reason=reason)
 
     def close(self, end_ns: int) -> None:
         if not self.failed:
             self.flush()
-        self._finish_pending(0 if self.failed else 1_000_000_000)
+        self.ledger.finish(0 if self.failed else 1_000_000_000)
         self._release_reserve()
         self.manifest["end_ns"] = end_ns
         self.manifest["closed"] = True

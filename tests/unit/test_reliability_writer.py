@@ -126,9 +126,9 @@ def test_concurrent_reader_never_fails_while_retention_deletes(tmp_path):
             w.append("psi_samples", _psi([i]))
             w.flush()
             # retire everything but the newest part, unlink at once: the harshest case
-            w.enforce_retention(now_boot_ns=i + 1)
+            w.ledger.enforce(now_boot_ns=i + 1)
             w.write_manifest()
-            w._delete_pending(force=True)
+            w.ledger.unlink_pending(force=True)
     finally:
         stop.set()
         reader.join()
@@ -309,16 +309,16 @@ def test_snapshot_links_the_window_and_survives_retention(tmp_path):
     assert _count(snap, "psi_samples") == 4
     part = snap / "psi_samples" / "part-000000.parquet"
     assert os.stat(part).st_ino == os.stat(tape / "psi_samples" / "part-000000.parquet").st_ino
-    w.enforce_retention(now_boot_ns=10_000)
+    w.ledger.enforce(now_boot_ns=10_000)
     w.write_manifest()
-    w._delete_pending(force=True)
+    w.ledger.unlink_pending(force=True)
     assert not (tape / "psi_samples" / "part-000000.parquet").exists()
     assert _count(snap, "psi_samples") == 4  # the links keep the snapshot whole
     m = read_manifest(snap)
     assert m["closed"] and m["snapshot"]["reason"] == "test" and "recorder" not in m
     w.close(end_ns=400)
     with pytest.raises(Exception):
-        write_snapshot(tape, w.manifest, w.live_parts(), snap, reason="again")
+        write_snapshot(tape, w.manifest, w.ledger.live_parts(), snap, reason="again")
 
 
 def test_odd_tape_paths_and_values(tmp_path):
