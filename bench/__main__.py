@@ -30,6 +30,7 @@ SECTIONS = {
     "recording": ("bench.bench_recording", "4 and 7. Storage and idle overhead"),
     "queries": ("bench.bench_queries", "5. Query speed on synthetic tapes"),
     "replay": ("bench.bench_replay", "6. Replay speed and pacing"),
+    "storm": ("bench.bench_storm", "8. The recorder loop during a cgroup storm"),
 }
 
 
@@ -40,6 +41,7 @@ ARGS = {
     "recording": ({"quick": False}, {"quick": True}),
     "queries": ({"quick": False}, {"quick": True}),
     "replay": ({"quick": False}, {"quick": True}),
+    "storm": ({}, {"parents": 20, "children": 10, "rounds": 1}),
 }
 
 

@@ -174,8 +174,23 @@ def _replay(rp: dict) -> list[str]:
             f"(min {p['abs_error_ms']['min']:.2f}, max {p['abs_error_ms']['max']:.2f}), p99 {p['p99_error_ms']:.2f} ms.", ""]
 
 
+def _storm(st: dict) -> list[str]:
+    tick = st["tick_ms"]
+    rows = [[f"`{name}`", f"{ms:.1f}", f"{ms / tick:.1f}x"] for name, ms in sorted(st["max_poll_ms"].items())]
+    out = [f"A separate process made and removed {st['cgroups_made']:,} cgroups in {st['hierarchies']} hierarchies "
+           f"(cgroup2 and v1) in {st['storm_s']:.1f} s ({st['mkdir_rmdir_per_s']:,} mkdir + rmdir per second), while "
+           "`cgroup`, `samples` and `psi` recorded. Each source's longest single poll, beside the loop's tick "
+           f"({tick:.0f} ms; the tree's drain budget is {st['drain_budget_ms']:.0f} ms per drain):", ""]
+    out += _table(["source", "longest poll (ms)", "vs the tick"], rows)
+    out += [f"Distinct cgroups in the tape: {st['distinct_cgroups_recorded']:,} of {st['distinct_cgroups_expected']:,}"
+            + (f"; dropped (counted): {st['dropped']}" if st["dropped"] else "; nothing dropped") + ". "
+            "`samples` and `psi` do their own per-cgroup setup (open, first read) for every new cgroup, "
+            "which is what their longest poll holds.", ""]
+    return out
+
+
 RENDER = {"syscalls": _syscalls, "ringbuf": _ringbuf, "sampler": _sampler, "recording": _recording,
-          "queries": _queries, "replay": _replay}
+          "queries": _queries, "replay": _replay, "storm": _storm}
 
 
 def render(results: dict, command: str) -> str:
@@ -201,7 +216,7 @@ def render(results: dict, command: str) -> str:
             out += RENDER[name](s["result"])
     soak = Path(__file__).resolve().parent / "soak_results.md"
     if soak.exists():
-        out += ["## 8. Soak: a long flight-recorder run under mixed load", "", soak.read_text().strip(), ""]
+        out += ["## 9. Soak: a long flight-recorder run under mixed load", "", soak.read_text().strip(), ""]
     out += ["## Raw results", "", "Every number above, and more, is in `bench/results.json`.", ""]
     return "\n".join(out)
 

@@ -15,7 +15,8 @@ import pytest
 
 REQUIRE_KERNEL = os.environ.get("NODETAPE_REQUIRE_KERNEL") == "1"
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # kernelutil and friends
+sys.path.insert(1, str(REPO))  # bench: kernel tests share its workloads (bench/bench_storm.py)
 
 
 @pytest.hookimpl(hookwrapper=True)
