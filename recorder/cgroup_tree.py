@@ -215,7 +215,7 @@ class CgroupTree:
     # -- watching ------------------------------------------------------------
     def _add(self, hier: str, rel: str, ino: int | None) -> bool:
         path = self.path(hier, rel)
-        wd = inotify_add_watch(self._fd, path.encode(), MASK)
+        wd = inotify_add_watch(self._fd, os.fsencode(path), MASK)  # names need not be UTF-8
         if wd < 0:
             import ctypes
             e = ctypes.get_errno()

@@ -15,6 +15,7 @@ cgroupfs driver:
     kubepods/burstable/pod<uid>/<id>     (runtime not visible in the path -> None)
     kubepods/pod<uid>/<id>               (guaranteed)
     kubepods/besteffort/pod<uid>/crio-<id>
+    kubepods/burstable/pod<uid>/test1    (any child of a pod is its container: ids need not be hex)
 
 A cgroup outside a kubepods tree (system.slice/docker-<id>.scope, user.slice)
 gets all None: only the kubelet's tree says "this is a pod".
@@ -51,7 +52,8 @@ _CGROUPFS_POD = re.compile(r"^pod([0-9a-fA-F\-_]+)$")
 _CONTAINER_ID = re.compile(r"^[0-9a-fA-F]{12,}$")
 
 
-def _uid(raw: str) -> str:
+def pod_uid_of(raw: str) -> str:
+    """The canonical pod UID: lower case, '-' (the systemd driver writes '_', users may paste upper case)."""
     return raw.replace("_", "-").lower()
 
 
@@ -64,7 +66,9 @@ def _container(segment: str) -> tuple[str | None, str | None]:
             return (cid or None), runtime
     if _CONTAINER_ID.match(name):
         return name.lower(), None
-    return None, None
+    # any other child of a pod cgroup is still a container of that pod, named by its runtime
+    # (runc run test1, a sandbox named by hand): kept as it is, so rows of two containers never merge
+    return (name or None), None
 
 
 # bounded: cgroup churn makes every path new; the live tree is the hot set
@@ -84,7 +88,7 @@ def identity(cgroup_path: str) -> K8sIdentity:
             if m and m.group(2):
                 prefix, _, cid = tail.partition(":")
                 runtime = _COLON_RUNTIMES.get(prefix)
-                return K8sIdentity(_uid(m.group(2)), cid or None, m.group(1) or "guaranteed", runtime)
+                return K8sIdentity(pod_uid_of(m.group(2)), cid or None, m.group(1) or "guaranteed", runtime)
     return NONE
 
 
@@ -97,7 +101,7 @@ def _systemd(rest: list[str]) -> K8sIdentity:
         if m.group(1):
             qos = m.group(1)
         if m.group(2):
-            uid = _uid(m.group(2))
+            uid = pod_uid_of(m.group(2))
             qos = qos or "guaranteed"
             cid, runtime = _container(rest[j + 1]) if j + 1 < len(rest) else (None, None)
             return K8sIdentity(uid, cid, qos, runtime)
@@ -112,7 +116,7 @@ def _cgroupfs(rest: list[str]) -> K8sIdentity:
         m = _CGROUPFS_POD.match(rest[0])
         if m:
             cid, runtime = _container(rest[1]) if len(rest) > 1 else (None, None)
-            return K8sIdentity(_uid(m.group(1)), cid, qos or "guaranteed", runtime)
+            return K8sIdentity(pod_uid_of(m.group(1)), cid, qos or "guaranteed", runtime)
     return K8sIdentity(None, None, qos, None)
 
 

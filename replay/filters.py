@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..recorder.k8s import identity
+from ..recorder.k8s import identity, pod_uid_of
 from ..schemas import Table
 
 UNIFIED = "unified"
@@ -49,6 +49,10 @@ class RowFilter:
     # cgroup2 id -> paths and pod uid, for tables that only carry cgroup_id
     id_paths: dict[int, set[str]] = field(default_factory=dict)
     id_pods: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pod_uid:
+            self.pod_uid = pod_uid_of(self.pod_uid)  # matches the rows' canonical form
 
     @property
     def active(self) -> bool:

@@ -31,6 +31,12 @@ def schema(name: str) -> pa.Schema:
     return table(name).schema
 
 
+def _spelled_out(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return v
+
+
 def _to_array(values: Any, col: Column, length: int) -> pa.Array:
     if values is None:
         if not col.nullable:
@@ -43,7 +49,12 @@ def _to_array(values: Any, col: Column, length: int) -> pa.Array:
     else:
         # numpy arrays and lists alike; strings to dictionary go through string first
         base = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
-        arr = pa.array(values, type=base)
+        try:
+            arr = pa.array(values, type=base)
+        except UnicodeEncodeError:
+            # a name that is not UTF-8 (a cgroup made with raw bytes), decoded with surrogateescape
+            # to stay openable: stored with its bad bytes spelled out (\xff), not lost with its row
+            arr = pa.array([_spelled_out(v) for v in values], type=base)
     if arr.type != col.type:
         arr = arr.cast(col.type)
     return arr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from kernelutil import (CGROUP_ROOT, busy_loop_argv, kill_procs, require, require_root, rmdir_tree,
-                        spawn_in_cgroups, unique_name, v1_cgroup)
+                        spawn_in_cgroups, unique_name, v1_cgroup, v1_controller_dir)
 
 from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
@@ -169,7 +169,8 @@ def test_runc_container_has_pod_identity(tmp_path):
     from nodetape import runc
 
     require(runc.have_runc(), "needs runc and /bin/busybox (busybox-static)")
-    c = runc.Container(tmp_path / "bundle", cpu_quota_us=15000)
+    # a name as a person gives it (`runc run app-1a2b3c4d`), not a 64-hex runtime id: still the container
+    c = runc.Container(tmp_path / "bundle", container_id=unique_name("app"), cpu_quota_us=15000)
 
     def workload():
         time.sleep(0.3)
@@ -218,3 +219,40 @@ def test_mounts_and_net_record_a_snapshot_and_changes(tmp_path):
     assert con.execute("SELECT count(*) FROM mounts WHERE event = 'snapshot' AND mountpoint = '/proc'").fetchone()[0] == 1
     lo = con.execute("SELECT ifindex, mtu, rx_bytes IS NOT NULL FROM net_interfaces WHERE event = 'snapshot' AND ifname = 'lo'").fetchone()
     assert lo == (1, 65536, True)
+
+
+def test_odd_cgroup_names_are_recorded_and_stop_nothing(tmp_path):
+    """Spaces, unicode, bytes that are not UTF-8 and a 100-deep tree, made while recording:
+    every one is in the tape (bad bytes spelled out as \\xff), and every source keeps running."""
+    cpu = v1_controller_dir("cpu")
+    require(cpu is not None, "no v1 cpu hierarchy")
+    name = unique_name("nt-odd")
+    bases = [unified_cgroup(name), cpu / name]
+    odd = ["with space", "ünïcode-名前", b"bad\xffbyte", "/".join(["d"] * 100)]
+
+    def workload():
+        time.sleep(0.3)
+        for b in bases:
+            b.mkdir()
+            for n in odd:
+                if isinstance(n, bytes):
+                    os.mkdir(os.fsencode(b) + b"/" + n)
+                else:
+                    (b / n).mkdir(parents=True)
+
+    try:
+        # record() asserts that every source ended 'stopped', not 'failed'
+        con, _ = record(tmp_path, ["cgroup", "samples", "psi"], 2.0, workload, interval=0.4)
+    finally:
+        for b in bases:
+            rmdir_tree(b)
+    want = {f"/{name}/with space", f"/{name}/ünïcode-名前", f"/{name}/bad\\xffbyte", f"/{name}/" + "/".join(["d"] * 100)}
+    for hier in ("unified", cpu.name):
+        got = {r[0] for r in con.execute("SELECT cgroup_path FROM cgroup_events WHERE hierarchy = ? AND kind = 'created'",
+                                         [hier]).fetchall()}
+        assert want <= got, (hier, want - got)
+    sampled = {r[0] for r in con.execute("SELECT DISTINCT cgroup_path FROM cgroup_samples WHERE hierarchy = ?",
+                                         [cpu.name]).fetchall()}
+    assert want <= sampled, want - sampled
+    pressured = {r[0] for r in con.execute("SELECT DISTINCT scope FROM psi_samples").fetchall()}
+    assert want <= pressured, want - pressured

@@ -51,6 +51,10 @@ CASES = [
     (f"kubepods/burstable/pod{UID}/{CID}", (UID, CID, "burstable", None)),  # no leading slash
     (f"/kubelet/kubepods/burstable/pod{UID}/{CID}", (UID, CID, "burstable", None)),  # cgroupRoot=/kubelet
     (f"/kubepods/burstable/pod{UID.upper()}/{CID.upper()}", (UID, CID, "burstable", None)),
+    # any child of a pod is its container, whatever the runtime named it (runc run test1)
+    (f"/kubepods/burstable/pod{UID}/test1", (UID, "test1", "burstable", None)),
+    (f"/kubepods/pod{UID}/Ctr-A/nested", (UID, "Ctr-A", "guaranteed", None)),
+    (f"/kubepods.slice/kubepods-pod{U_}.slice/runc-test1.scope", (UID, "runc-test1", "guaranteed", None)),
     # --- not Kubernetes
     ("/", (None, None, None, None)),
     ("", (None, None, None, None)),

@@ -134,6 +134,8 @@ def test_filters_cgroup_glob_pod_and_tables(tape):
     assert all(e.row.get("pod_uid") in (POD, None) for e in pod)
     assert not any(e.row.get("cgroup_path") == "/kubepods" for e in pod)
     assert list(rp.events(pod="nope")) == []
+    # as a user may paste it: upper case, or the systemd driver's '_' form
+    assert len(list(rp.events(pod=POD.upper()))) == len(list(rp.events(pod=POD.replace("-", "_")))) == len(pod)
     assert {e.table for e in rp.events(tables="mounts,recorder_stats")} == {"mounts", "recorder_stats"}
     with pytest.raises(UserError, match="unknown table"):
         list(rp.events(tables="nope"))

@@ -77,3 +77,11 @@ def test_batch_accepts_numpy_and_arrow():
         "count": [3, 4],
     })
     assert b.num_rows == 2 and b.column("syscall_name").null_count == 2
+
+
+def test_a_name_that_is_not_utf8_is_spelled_out_not_an_error():
+    # cgroup names come from the kernel as bytes, decoded with surrogateescape so they stay openable
+    raw = b"/odd\xff name".decode("utf-8", "surrogateescape")
+    b = schemas.batch("cgroup_events", {"ts_ns": [1, 2], "kind": ["created"] * 2, "hierarchy": ["unified"] * 2,
+                                        "cgroup_path": [raw, "/ünïcode name"], "source": ["inotify"] * 2})
+    assert b.column("cgroup_path").to_pylist() == ["/odd\\xff name", "/ünïcode name"]
