@@ -5,9 +5,7 @@ failure is a SourceUnavailable whose reason says what to do:
 
 - bcc is Debian's python3-bpfcc (pure Python over libbcc). The PyPI package
   named `bcc` is unrelated, so when a venv cannot `import bcc` we resolve ONLY
-  the `bcc` package from the distribution's folder with a meta-path finder,
-  instead of putting all of dist-packages on sys.path (which would shadow the
-  venv's numpy/pyarrow with Debian's).
+  the `bcc` package from the distribution's folder (bcc_finder.py).
 - tracefs: bcc reads tracepoint formats from it; it is mounted when absent and
   we are allowed to (root), at /sys/kernel/tracing.
 - headers: bcc compiles against kernel headers. When /lib/modules/$(uname -r)/build
@@ -20,9 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import os
 import platform
 import re
@@ -31,41 +26,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .bcc_finder import BCC_DIRS, bcc_folder
+from .bcc_finder import BccFinder as _BccFinder
 from .errors import SourceUnavailable
 
 BCC_HINT = "bcc not installed (apt-get install python3-bpfcc)"
-BCC_DIRS = (
-    "/usr/lib/python3/dist-packages",
-    "/usr/lib/python3/site-packages",
-    "/usr/local/lib/python3/dist-packages",
-    "/usr/share/bcc/python",
-)
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 SRC_ROOT = Path("/usr/src")
 
 # The dirs searched by the finder; tests replace this to simulate "no bcc".
 bcc_search_dirs: list[str] = list(BCC_DIRS)
-
-
-class _BccFinder(importlib.abc.MetaPathFinder):
-    """Resolves `bcc` and `bcc.*` (and nothing else) from a distribution folder."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "bcc" and not fullname.startswith("bcc."):
-            return None
-        search = path if fullname != "bcc" else [self.folder]
-        return importlib.machinery.PathFinder.find_spec(fullname, search)
-
-
-def _find_bcc_folder() -> str | None:
-    for d in bcc_search_dirs:
-        if os.path.isfile(os.path.join(d, "bcc", "__init__.py")):
-            return d
-    return None
 
 
 def import_bcc():
@@ -80,10 +51,10 @@ def import_bcc():
             return bcc
     except ImportError:
         pass
-    folder = _find_bcc_folder()
+    folder = bcc_folder(bcc_search_dirs)
     if folder is None:
         raise SourceUnavailable(BCC_HINT)
-    sys.modules.pop("bcc", None)
+    sys.modules.pop("bcc", None)  # the unrelated PyPI package, if it was imported
     finder = _BccFinder(folder)
     sys.meta_path.insert(0, finder)
     try:

@@ -159,3 +159,19 @@ def test_bpf_environment_names_headers_and_tracefs():
         assert not env["headers"]["path"].startswith("/lib/modules")
         assert os.environ["BCC_KERNEL_SOURCE"] == env["headers"]["path"]
         assert (Path(env["headers"]["path"]) / "include/generated/autoconf.h").exists()
+
+
+def test_import_bcc_works_in_the_venv_and_takes_nothing_else_from_debian():
+    """`import bcc` in the project's venv is Debian's python3-bpfcc (./run puts a .pth there),
+    while numpy and pyarrow stay the venv's own."""
+    from nodetape.bcc_finder import bcc_folder
+
+    require(sys.prefix != sys.base_prefix, "not running in a venv (use ./run test)")
+    require(bcc_folder() is not None, "python3-bpfcc not installed")
+    r = subprocess.run([sys.executable, "-c", "import bcc, numpy, pyarrow; print(bcc.BPF.__module__); "
+                        "print(bcc.__file__); print(numpy.__file__); print(pyarrow.__file__)"],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    module, bcc_file, numpy_file, pyarrow_file = r.stdout.split()
+    assert module == "bcc" and bcc_file.startswith(bcc_folder())
+    assert numpy_file.startswith(sys.prefix) and pyarrow_file.startswith(sys.prefix)
