@@ -85,13 +85,13 @@ class _PlainCgroup:
 
 
 def _render(table, title: str) -> None:
-    from .output import render_table
+    from .output import render_table, terminal_width
 
     print(f"\n{title}")
     if table.num_rows == 0:
         print("  (no rows)")
         return
-    print(render_table(table, max_cell=70), end="")
+    print(render_table(table, max_width=terminal_width()), end="")
 
 
 def _bar(pct: float | None, width: int = 20) -> str:

@@ -82,18 +82,41 @@ def write_csv(table: pa.Table, out: IO[str]) -> None:
         w.writerow([_text(v) for v in r.values()])
 
 
-def render_table(table: pa.Table, max_width: int | None = None, max_cell: int = 60) -> str:
-    """Aligned text columns; numbers right-aligned; long cells shortened with '…'."""
+# a column is never shortened below this many characters to fit a terminal
+MIN_CELL = 12
+
+
+def fit_widths(widths: list[int], budget: int, floor: int = MIN_CELL) -> list[int]:
+    """Shorten the widest columns, one step at a time, until their sum fits `budget` (or all are at `floor`)."""
+    widths = list(widths)
+    while sum(widths) > budget:
+        j = max(range(len(widths)), key=widths.__getitem__)
+        others = max((w for k, w in enumerate(widths) if k != j), default=0)
+        target = max(floor, widths[j] - (sum(widths) - budget), min(others, widths[j] - 1))
+        if target >= widths[j]:
+            break
+        widths[j] = target
+    return widths
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one; None (no limit) when it is piped or redirected."""
+    return shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else None
+
+
+def render_table(table: pa.Table, max_width: int | None = None) -> str:
+    """Aligned text columns, numbers right-aligned. Given `max_width` (a terminal's), the
+    widest columns are shortened with '…' until lines fit; without it nothing is cut."""
     names = table.column_names
-    if max_width is None:
-        max_width = shutil.get_terminal_size((160, 24)).columns
     cells = [[_text(v) for v in r.values()] for r in rows(table)]
-    cells = [[c if len(c) <= max_cell else c[: max_cell - 1] + "…" for c in r] for r in cells]
     numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
                for f in table.schema]
     widths = [max([len(n)] + [len(r[j]) for r in cells]) for j, n in enumerate(names)]
+    if max_width is not None:
+        widths = fit_widths(widths, max_width - 2 * (len(names) - 1))
 
     def line(vals):
+        vals = [v if len(v) <= widths[j] else v[: widths[j] - 1] + "…" for j, v in enumerate(vals)]
         parts = [v.rjust(widths[j]) if numeric[j] else v.ljust(widths[j]) for j, v in enumerate(vals)]
         return "  ".join(parts).rstrip()
 
@@ -121,7 +144,7 @@ def write(table: pa.Table, fmt: str, output: str | Path | None = None) -> None:
         return
     buf = io.StringIO()
     if fmt == "table":
-        buf.write(render_table(table, max_width=None if output is None else 10**9))
+        buf.write(render_table(table, max_width=terminal_width() if output is None else None))
     elif fmt == "csv":
         write_csv(table, buf)
     elif fmt == "json":
