@@ -74,6 +74,11 @@ def _params(items: list[str] | None) -> dict[str, str]:
 
 
 # -- record ------------------------------------------------------------------
+DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
+# what reads only the cgroup folder: the default sources on any other --cgroup-root
+FOLDER_SOURCES = "cgroup,samples,psi"
+
+
 @app.command()
 def record(
     out: Annotated[Path, typer.Argument(help="New tape folder to write.")],
@@ -81,7 +86,7 @@ def record(
     interval: Annotated[str, typer.Option("--interval", "-i", help="Sampling interval of cgroup stats, PSI and counters.")] = "1s",
     flush: Annotated[str, typer.Option("--flush", help="Write buffered rows to disk this often; a crash loses at most this much.")] = "2s",
     sources: Annotated[Optional[str], typer.Option("--sources", "-s", help="Comma list of sources (see 'nodetape doctor'). Default: every source this node can run.")] = None,
-    cgroup_root: Annotated[Path, typer.Option("--cgroup-root", help="A folder laid out like /sys/fs/cgroup (v1, v2 or hybrid is detected).")] = Path("/sys/fs/cgroup"),
+    cgroup_root: Annotated[Path, typer.Option("--cgroup-root", help="A folder laid out like /sys/fs/cgroup (v1, v2 or hybrid is detected), e.g. one that 'replay --into' re-enacts; then the default sources are the cgroup ones.")] = Path(DEFAULT_CGROUP_ROOT),
     proc_root: Annotated[Path, typer.Option("--proc-root", help="A folder laid out like /proc.")] = Path("/proc"),
     sys_root: Annotated[Path, typer.Option("--sys-root", help="A folder laid out like /sys (network interfaces).")] = Path("/sys"),
     psi_trigger: Annotated[Optional[list[str]], typer.Option("--psi-trigger", help="Register a kernel PSI trigger, e.g. \"memory some 150ms/2s\" (repeatable).")] = None,
@@ -130,6 +135,13 @@ def record(
             raise UserError(f"--max-size: {e}") from None
         if max_bytes <= 0:
             raise UserError(f"--max-size: must be positive, got {max_size!r}")
+    if sources is None and cgroup_root != Path(DEFAULT_CGROUP_ROOT):
+        # eBPF, /proc and net sources watch the host, whatever the folder: they would mix
+        # the host's rows into a recording of a re-enacted tree
+        sources = FOLDER_SOURCES
+        if not quiet and cgroup_root.is_dir():  # (a missing folder is the error to say instead)
+            print(f"--cgroup-root {cgroup_root}: recording {sources} (the host's eBPF and /proc sources "
+                  "only with --sources)", file=sys.stderr)
     live = None if quiet else LiveProgress(sys.stderr)
     manifest = api.record(
         out,
@@ -272,6 +284,7 @@ def replay(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Event stream format (jsonl).")] = "jsonl",
     output: OutputOpt = None,
     into: Annotated[Optional[Path], typer.Option("--into", help="Re-enact the cgroup tree and its files into this folder.")] = None,
+    prepare: Annotated[bool, typer.Option("--prepare", help="With --into: only make the empty hierarchy layout, for a recorder to start on, then exit.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the filtered slice as a new tape.")] = None,
     check: Annotated[Optional[Path], typer.Option("--check", help="Compare the jsonl stream with this file: exit 0 on a match, 1 at the first difference.")] = None,
 ) -> None:
@@ -283,15 +296,21 @@ def replay(
 
       nodetape replay /tmp/tape --from +5s --to +10s --tables cgroup_events
 
-      nodetape replay /tmp/tape --into /tmp/cgroupfs --speed 1
-
       nodetape replay /tmp/tape --check expected.jsonl
+
+    Re-enacting an incident for a live recorder (three commands):
+
+      nodetape replay /tmp/tape --into /tmp/cgroupfs --prepare
+
+      nodetape record /tmp/again --cgroup-root /tmp/cgroupfs --duration 30s &
+
+      nodetape replay /tmp/tape --into /tmp/cgroupfs --speed 1
     """
     from .replay.command import run_replay
 
     code = run_replay(
         tapes=tapes, speed=speed, max_speed=max_, from_=from_, to=to, tables=tables, cgroup=cgroup, pod=pod,
-        fmt=fmt, output=output, into=into, out=out, check=check,
+        fmt=fmt, output=output, into=into, out=out, check=check, prepare_only=prepare,
     )
     raise typer.Exit(code or 0)
 

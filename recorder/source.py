@@ -17,7 +17,7 @@ from typing import ClassVar, Protocol
 import pyarrow as pa
 
 from ..clock import boottime_ns
-from ..errors import SourceUnavailable  # noqa: F401  (re-exported for sources)
+from ..errors import SourceUnavailable
 from .kernelfs.cgroupfs import CgroupLayout, detect_layout
 
 Batches = list[tuple[str, pa.RecordBatch]]
@@ -123,3 +123,10 @@ class BaseSource:
     def counted(self, batches: Batches) -> Batches:
         self.stats.events += sum(b.num_rows for _, b in batches)
         return batches
+
+
+def no_hierarchy(cgroup_root) -> SourceUnavailable:
+    """The reason a cgroup source cannot run on a folder without any cgroup hierarchy."""
+    hint = ("is cgroupfs mounted?" if str(cgroup_root) == "/sys/fs/cgroup" else
+            "to re-enact a tape there, make its layout first: nodetape replay TAPE --into DIR --prepare")
+    return SourceUnavailable(f"no cgroup hierarchy found under {cgroup_root} ({hint})")

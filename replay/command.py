@@ -36,9 +36,11 @@ def choose_speed(speed: float | None, max_speed: bool, *, into: bool, out_is_tty
 
 
 def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=None, cgroup=None, pod=None,
-               fmt="jsonl", output=None, into=None, out=None, check=None, *, stdout=None,
+               fmt="jsonl", output=None, into=None, out=None, check=None, prepare_only=False, *, stdout=None,
                clock=None, sleep=None) -> int:
     stdout = stdout or sys.stdout
+    if prepare_only and into is None:
+        raise UserError("--prepare makes the layout of an --into folder: give --into DIR")
     if fmt != "jsonl":
         raise UserError(f"--format: replay streams jsonl only, got {fmt!r}")
     if check is not None and (into is not None or out is not None or output is not None):
@@ -70,6 +72,10 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
             sink_into.prepare()
         except OSError as e:
             raise UserError(f"--into {into}: cannot create the tree: {e.strerror}", str(into)) from None
+        if prepare_only:
+            print(f"{sink_into.describe()} ready in {into}: start 'nodetape record OUT --cgroup-root {into}', "
+                  "then replay without --prepare", file=sys.stderr)
+            return 0
         if output is None:
             # only the cgroup tables drive the tree: skip reading the others
             sel = rp.select(from_, to, tables, cgroup, pod, restrict_to=INTO_TABLES)

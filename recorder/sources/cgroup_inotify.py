@@ -44,7 +44,7 @@ from ..fdcache import KeptFile
 from ..k8s import identity
 from ..kernelfs.cgroup_files import parse_flat_keyed
 from ..kernelfs.cgroupfs import UNIFIED
-from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
+from ..source import BaseSource, Batches, RecordContext, SourceUnavailable, no_hierarchy
 
 _COLS = ("ts_ns", "source", "kind", "hierarchy", "cgroup_path", "cgroup_id", "count",
          "pod_uid", "container_id", "qos_class", "runtime")
@@ -89,7 +89,7 @@ class CgroupInotifySource(BaseSource):
 
     def probe(self, ctx: RecordContext) -> None:
         if not ctx.layout.hierarchies:
-            raise SourceUnavailable(f"no cgroup hierarchy found under {ctx.cgroup_root} (is cgroupfs mounted?)")
+            raise no_hierarchy(ctx.cgroup_root)
 
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)

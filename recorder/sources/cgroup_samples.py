@@ -65,7 +65,7 @@ from ..fdcache import FreshFile, KeptFile
 from ..k8s import identity
 from ..kernelfs import cgroup_files as cf
 from ..kernelfs.cgroupfs import UNIFIED
-from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
+from ..source import BaseSource, Batches, RecordContext, SourceUnavailable, no_hierarchy
 
 _COLS = ("ts_ns", "hierarchy", "cgroup_path", "cgroup_id", "cpu_usage_usec", "nr_periods", "nr_throttled",
          "throttled_usec", "cpu_quota_usec", "cpu_period_usec", "memory_current", "memory_max",
@@ -127,7 +127,7 @@ class CgroupSamplesSource(BaseSource):
     def probe(self, ctx: RecordContext) -> None:
         lay = ctx.layout
         if not lay.hierarchies:
-            raise SourceUnavailable(f"no cgroup hierarchy found under {ctx.cgroup_root} (is cgroupfs mounted?)")
+            raise no_hierarchy(ctx.cgroup_root)
 
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)

@@ -100,6 +100,10 @@ class CgroupfsSink:
             return UNIFIED
         return None
 
+    def describe(self) -> str:
+        """'hybrid cgroup layout (cpu, cpuacct, memory, pids, unified)', for messages."""
+        return f"{self.mode} cgroup layout ({', '.join(sorted(self.hdirs))})"
+
     def prepare(self) -> None:
         """Create the hierarchy roots and their layout markers (idempotent)."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -172,7 +176,9 @@ class CgroupfsSink:
             self.evented.add(h)
             self.removed.discard(key)
             self._dir(h, path)
-        elif kind in ("removed", "release"):
+        elif kind == "removed":
+            # not 'release' (eBPF cgroup_release): the kernel frees a removed cgroup later, after
+            # RCU, when a new cgroup of the same path may already exist (a pod made again)
             self.evented.add(h)
             self._remove(h, path)
             for other in self.hdirs:

@@ -4,7 +4,9 @@ Rows are copied batch by batch (Arrow, no per-row Python) in merge-consistent
 order per table (time, then seq), so the writer's renumbered `seq` keeps the
 recorded tie order. The new manifest keeps the original's host, clock and
 cgroup layout (so ISO times and `--into` work on the slice too) and its
-sources' status, and says what it is a slice of under `slice`.
+sources' status, and says what it is a slice of under `slice`. A slice with
+a start also carries the rows that describe the state at that start
+(prologue.py), counted in `slice.carried_rows`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,27 @@ def slice_manifest(replay, sel, options: dict) -> dict:
     return m
 
 
+def _write_prologue(replay, sel, writer) -> dict[str, int]:
+    """Rows before the window that describe the state at its start (prologue.py); rows per table."""
+    from ...tape_reader import connect
+    from ..prologue import prologue
+
+    con = connect(replay.tapes)
+    carried = {}
+    for t in sel.tables:
+        rows = prologue(con, t, sel.lo)
+        if rows is None or not rows.num_rows:
+            continue
+        for b in rows.cast(t.schema).to_batches():
+            m = sel.rf.mask(t, b) if sel.rf is not None else None
+            if m is not None:
+                b = b.filter(m)
+            if b.num_rows:
+                writer.append(t.name, b)
+                carried[t.name] = carried.get(t.name, 0) + b.num_rows
+    return carried
+
+
 def write_slice(replay, sel, out: Path, options: dict) -> dict:
     """Write the selection as a tape at `out`; returns its manifest."""
     if len(replay.tapes) != 1:
@@ -56,6 +79,10 @@ def write_slice(replay, sel, out: Path, options: dict) -> dict:
         raise UserError(f"--out {out}: exists and is not an empty folder", str(out))
     src_end = replay.manifest.get("end_ns") or replay.manifest.get("last_flush_ns")
     writer = TapeWriter(out, slice_manifest(replay, sel, options))
+    if sel.lo is not None:
+        # the state at the window's start first: older rows, so every table stays in time order
+        carried = _write_prologue(replay, sel, writer)
+        writer.manifest["slice"]["carried_rows"] = carried
     for run in sorted(replay.runs(sel), key=lambda r: (r.table_idx, r.part_idx)):
         for b in sorted_batches(run, sel.lo, sel.hi, sel.rf):
             writer.append(run.table.name, b)

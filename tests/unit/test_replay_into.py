@@ -147,3 +147,16 @@ def test_into_through_run_replay_is_paced_at_recorded_times(tmp_path):
     # waits 1 s before the creation, then 2 s before the removal: recorded pace, from the tape's start
     assert seen == [(1 * S, False), (3 * S, True)]
     assert not (tmp_path / "cg" / "unified" / CPATH.strip("/")).exists()
+
+
+def test_a_late_release_of_a_removed_cgroup_leaves_its_new_namesake_alone(tmp_path):
+    """eBPF cgroup_release comes when the kernel frees a removed cgroup, after RCU: by then the
+    kubelet may have made the same path again (the next pod under /kubepods). Only `removed` rmdirs."""
+    root = tmp_path / "cg"
+    sink = CgroupfsSink(root, HYBRID)
+    sink.prepare()
+    for kind in ("created", "removed", "created"):
+        sink.write("cgroup_events", one(cg_event(BOOT0, kind, "/kubepods")))
+    sink.write("cgroup_events", one(cg_event(BOOT0, "created", CPATH)))
+    sink.write("cgroup_events", {**one(cg_event(BOOT0, "release", "/kubepods")), "source": "ebpf"})
+    assert (root / "unified" / CPATH.strip("/")).is_dir()

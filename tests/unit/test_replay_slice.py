@@ -112,3 +112,40 @@ def test_slice_with_a_filter_and_bad_out(tape, tmp_path):
     from nodetape.errors import UserError
     with pytest.raises(UserError, match="not an empty folder"):
         slice_of(tape, sl)
+
+
+def test_windowed_slice_of_a_real_tape_carries_the_state_at_its_start(tmp_path):
+    """runc-quota (a real recording) sliced to +1s..+3s: the slice also carries what existed at
+    +1s (cgroups, processes, the last samples), so the tree at a moment inside the window, the
+    processes alive in it, and every whole throttle and PSI window in it answer as the original."""
+    import datetime as dt
+    from pathlib import Path
+
+    orig = Path(__file__).resolve().parents[2] / "fixtures" / "tapes" / "runc-quota"
+    sl = slice_of(orig, tmp_path / "slice", from_="+1s", to="+3s")
+    m = open_tape(sl).manifest["slice"]
+    assert {"cgroup_events", "processes", "cgroup_samples"} <= set(m["carried_rows"])
+    off = open_tape(orig).offset_ns
+    lo, hi = (dt.datetime.fromtimestamp((m[k] + off) / 1e9, dt.timezone.utc) for k in ("from_ns", "to_ns"))
+
+    def utc(t):
+        return None if t is None else t.astimezone(dt.timezone.utc)
+
+    mid = (lo + (hi - lo) / 2).isoformat()
+    assert api.query([orig], "cgroup_tree", {"at": mid}).to_pylist() == api.query([sl], "cgroup_tree", {"at": mid}).to_pylist()
+    for q in ("throttle_timeline", "psi_timeline"):
+        def whole(p, q=q):
+            return [r for r in api.query([p], q).to_pylist() if lo <= utc(r["window_start"]) and utc(r["window_end"]) <= hi]
+        a = whole(orig)
+        assert a and a == whole(sl), q
+
+    def alive(p):
+        out = []
+        for r in api.query([p], "process_tree").to_pylist():
+            if (r["exit_ts"] is None or utc(r["exit_ts"]) >= lo) and (r["started"] is None or utc(r["started"]) < hi):
+                if r["exit_ts"] is not None and utc(r["exit_ts"]) >= hi:  # after the window: not in the slice
+                    r.update(exit_ts=None, exit_code=None, exit_signal=None)
+                out.append(r)
+        return sorted(out, key=lambda r: r["pid"])
+    a = alive(orig)
+    assert a and a == alive(sl)
