@@ -151,6 +151,10 @@ def run(minutes: float = 30.0, out: Path | None = None, sample_s: float = 5.0, r
         "rss_last_quarter_mib": rss_last / 2**20,
         "rss_growth_mib": (rss_last - rss_first) / 2**20,
         "rss_slope_kib_per_min": _slope_per_min([(s[0], s[1] / 1024) for s in warm]),
+        # the shape: a plateau (caches filling once) or a line (a leak)
+        "rss_mib_by_5min": [round(statistics.median(s[1] for s in samples if b * 300 <= s[0] < (b + 1) * 300) / 2**20, 1)
+                            for b in range(int(samples[-1][0] // 300) + 1)
+                            if any(b * 300 <= s[0] < (b + 1) * 300 for s in samples)],
         "recorder_cpu_share_of_one_core": cpu,
         "exit_code": rec.returncode,
         "sources": {n: {"status": s.get("status"), "events": s.get("events"), "dropped": s.get("dropped"),
@@ -181,6 +185,7 @@ def markdown(r: dict) -> str:
         f"| recorder RSS, first quarter (median) | {r['rss_first_quarter_mib']:.1f} MiB |",
         f"| recorder RSS, last quarter (median) | {r['rss_last_quarter_mib']:.1f} MiB |",
         f"| RSS growth / slope | {r['rss_growth_mib']:+.1f} MiB / {r['rss_slope_kib_per_min']:+.0f} KiB per min |",
+        f"| recorder RSS per 5 minutes (median) | {', '.join(f'{v:.1f}' for v in r.get('rss_mib_by_5min', []))} MiB |",
         f"| recorder CPU | {100 * r['recorder_cpu_share_of_one_core']:.1f}% of one core |",
         f"| tape on disk at the end | {r['tape_bytes'] / 2**20:.1f} MiB in {r['parts']} parts |",
         f"| parts retired by retention | {r['retention'].get('retired_parts', 0)} |",
