@@ -69,3 +69,21 @@ def test_demo_interrupted_leaves_nothing_behind(tmp_path):
     # the recorder was stopped cleanly: the tape is closed and readable
     info = subprocess.run([sys.executable, "-m", "nodetape.cli", "info", str(out)], capture_output=True, text=True)
     assert info.returncode == 0 and "NOT CLOSED" not in info.stdout
+
+
+def test_demo_without_runc_uses_a_plain_cgroup_and_cleans_it(tmp_path):
+    """No runc on PATH: the demo says so, throttles a busy child in a plain cgroup at the same
+    kubelet-style path, prints the same cascade and timeline, and removes the cgroup."""
+    require_root()
+    path = ":".join(d for d in os.environ.get("PATH", "").split(":") if not (Path(d) / "runc").exists())
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "nodetape.cli", "demo", "--out", str(out), "--seconds", "4"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": path})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "runc is not installed" in r.stdout + r.stderr
+    cascade = r.stdout.split("Birth certificate", 1)[1].split("Throttle timeline", 1)[0]
+    assert "cgroup_created" in cascade and "process_attached" in cascade
+    pcts = [float(x) for x in re.findall(r"\s(\d+(?:\.\d+)?)\s+[█·]{20}", r.stdout)]
+    assert pcts and max(pcts) > 90, r.stdout
+    pod_uid = re.search(r"Birth certificate of pod ([0-9a-f-]{36})", r.stdout).group(1)
+    assert not _leftover_pod_dirs(pod_uid)
