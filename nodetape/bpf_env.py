@@ -87,7 +87,8 @@ def tracefs_path(mount: bool = True) -> Path:
     if not mount:
         raise SourceUnavailable(f"tracefs is not mounted (mount -t tracefs nodev {TRACEFS})")
     if os.geteuid() != 0:
-        raise SourceUnavailable(f"tracefs is not mounted and mounting needs root (mount -t tracefs nodev {TRACEFS})")
+        raise SourceUnavailable(f"tracefs is not mounted and mounting it needs root (CAP_SYS_ADMIN): "
+                                f"mount -t tracefs nodev {TRACEFS}")
     if not TRACEFS.is_dir():
         raise SourceUnavailable(f"{TRACEFS} does not exist: kernel without CONFIG_TRACING?")
     err = _mount_tracefs(TRACEFS)

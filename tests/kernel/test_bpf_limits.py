@@ -175,3 +175,24 @@ def test_import_bcc_works_in_the_venv_and_takes_nothing_else_from_debian():
     module, bcc_file, numpy_file, pyarrow_file = r.stdout.split()
     assert module == "bcc" and bcc_file.startswith(bcc_folder())
     assert numpy_file.startswith(sys.prefix) and pyarrow_file.startswith(sys.prefix)
+
+
+def test_no_tracefs_bpf_sources_unavailable_others_record(tmp_path, monkeypatch):
+    """tracefs not mounted and not mountable: every eBPF source is unavailable and says so, psi records."""
+    requirements()
+    from nodetape import bpf_env
+
+    monkeypatch.setattr(bpf_env, "TRACEFS", tmp_path / "tracing")
+    monkeypatch.setattr(bpf_env, "DEBUGFS_TRACING", tmp_path / "debug" / "tracing")
+    (tmp_path / "tracing").mkdir()
+    monkeypatch.setattr(bpf_env, "_mount_tracefs", lambda target: "mount -t tracefs nodev: permission denied")
+    from nodetape.recorder.loop import Recorder, RecordOptions
+    from nodetape.recorder.source import RecordContext
+
+    m = Recorder(RecordOptions(out=tmp_path / "tape", sources=["psi", *BPF_SOURCES],
+                               ctx=RecordContext(interval_ns=200_000_000), duration_ns=500_000_000)).run()
+    for name in BPF_SOURCES:
+        st = m["sources"][name]
+        assert st["status"] == "unavailable" and "tracefs" in st["reason"], (name, st)
+        assert "CAP_SYS_ADMIN" in st["needs"], (name, st)
+    assert m["sources"]["psi"]["status"] == "stopped" and m["sources"]["psi"]["events"] > 0

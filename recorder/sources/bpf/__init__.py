@@ -205,7 +205,8 @@ class BpfSource(BaseSource):
     """A source backed by one bcc program (HERE/<program>)."""
 
     program: ClassVar[str] = ""
-    needs = "root (CAP_BPF + CAP_PERFMON), bcc (python3-bpfcc), tracefs, kernel headers (linux-headers-<arch>)"
+    needs = ("root (CAP_BPF + CAP_PERFMON; CAP_SYS_ADMIN to mount tracefs when it is not mounted), "
+             "bcc (python3-bpfcc), tracefs, kernel headers (linux-headers-<arch>)")
     # tracepoints the program attaches to, checked in start() for a precise reason
     tracepoints: ClassVar[tuple[str, ...]] = ()
 
