@@ -51,7 +51,8 @@ def summary(tape: Tape) -> dict:
         "clock_pairs": len(m["clock"].get("snapshots") or []),
         "cgroup_mode": (m.get("cgroup") or {}).get("mode"),
         "sources": m.get("sources", {}),
-        "tables": {t: {"rows": len_rows(tape, t), "parts": len(p), "bytes": _size(p)}
+        "tables": {t: {"rows": len_rows(tape, t), "parts": len(p), "bytes": _size(p),
+                       "dropped": (m["tables"].get(t) or {}).get("dropped") or 0}
                    for t, p in tape.parts.items() if p},
     }
 
@@ -127,7 +128,8 @@ def render(tape: Tape) -> str:
     if not s["tables"]:
         lines.append("  (no rows)")
     for t, info in s["tables"].items():
-        lines.append(f"  {t:<16} {info['rows']:>10} rows  {info['parts']:>4} parts  {_bytes(info['bytes']):>10}")
+        lines.append(f"  {t:<16} {info['rows']:>10} rows  {info['parts']:>4} parts  {_bytes(info['bytes']):>10}"
+                     + (f"  {info['dropped']} dropped" if info["dropped"] else ""))
     if s["writer_dropped"]:
         lines += ["", "dropped by the writer"]
         for t, d in s["writer_dropped"].items():

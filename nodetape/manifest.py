@@ -164,7 +164,7 @@ def _check(data: dict, path: Path) -> None:
     for name, t in data["tables"].items():
         if not isinstance(t, dict):
             raise _bad(path, f"tables.{name}")
-        for k in ("rows", "bytes", "first_part"):
+        for k in ("rows", "bytes", "first_part", "dropped"):
             if t.get(k) is not None and not _is_int(t[k]):
                 raise _bad(path, f"tables.{name}.{k}")
         parts = t.get("parts")

@@ -292,6 +292,19 @@ class Recorder:
     def _sync_manifest_sources(self) -> None:
         m = self.writer.manifest
         m["sources"] = {st.name: st.to_json() for st in self.states}
+        # rows and drops per table: the writer's own drops by table, and a source's drops on
+        # the first table it writes (where a multi-table source loses, it cannot say which)
+        drops = {t: dict(d) for t, d in self.writer.dropped.items()}
+        for st in self.states:
+            s = st.source.stats if st.source is not None else None
+            if s is not None and s.dropped and getattr(st.source, "tables", ()):
+                d = drops.setdefault(st.source.tables[0], {})
+                key = f"{st.name}: {s.drop_reason or 'dropped'}"
+                d[key] = d.get(key, 0) + s.dropped
+        for name in set(m["tables"]) | set(drops):
+            entry = m["tables"].setdefault(name, {"rows": 0, "bytes": 0, "parts": []})
+            entry["dropped"] = sum(drops.get(name, {}).values())
+            entry["drop_reasons"] = drops.get(name, {})
         if self.snapshots:
             m["snapshots"] = self.snapshots[-50:]
 

@@ -78,6 +78,9 @@ def test_open_flood_is_counted_not_hidden(tmp_path):
     assert st["drop_reason"] == "ringbuf_full"
     assert st["dropped"] > 10 * rows  # the flood was far beyond what we consumed
     assert rows + st["dropped"] == made["opens"]  # nothing lost silently
+    # and per table in the manifest, with the source and its reason
+    t = manifest["tables"]["file_opens"]
+    assert t["dropped"] == st["dropped"] and t["drop_reasons"] == {"opens: ringbuf_full": st["dropped"]}
     stats = con.execute("SELECT dropped, recorder_rss_bytes FROM recorder_stats WHERE source = 'opens' "
                         "ORDER BY ts_ns").fetchall()
     assert len([d for d, _ in stats if d]) >= 2  # drops reported while it happened, not only at the end
