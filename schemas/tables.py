@@ -104,7 +104,7 @@ TABLES: tuple[Table, ...] = (
         "One row per cgroup lifecycle event, from inotify on cgroupfs or from cgroup tracepoints.",
         "ts_ns",
         (
-            TS, SEQ, SOURCE("inotify, scan, ebpf"),
+            TS, SEQ, SOURCE("inotify, scan, ebpf; poll: a v1 cgroup.procs re-read found it unpopulated"),
             C("kind", _dict_str, "name", "seen (existed at start or found by a rescan), created, removed, populated, unpopulated, frozen, thawed, oom, oom_kill, memory_high, memory_max, attach, release.", False),
             *CGROUP_KEY,
             C("hierarchy_id", pa.int32(), "id", "Kernel hierarchy id (ebpf rows; 0 is cgroup2)."),

@@ -7,6 +7,11 @@ Rows (table cgroup_events):
 - `created` / `removed` (source 'inotify') for directories of every hierarchy;
 - `populated` / `unpopulated`, `frozen` / `thawed` from changes of cgroup2
   `cgroup.events` (a kernfs "notify" file: the kernel sends IN_MODIFY);
+- on v1, which has no cgroup.events, `populated` / `unpopulated` of cgroups
+  that exist only in v1 (no cgroup2 twin at the same path), in one v1
+  hierarchy (cpu's, else the first): a write to its `cgroup.procs` or `tasks`
+  (IN_MODIFY, source 'inotify') re-reads it, and while populated it is
+  re-read every interval (source 'poll'), since an exit notifies nothing;
 - `oom`, `oom_kill`, `memory_high`, `memory_max` from growth of cgroup2
   `memory.events` counters (count = growth since the previous read), and
   `oom_kill` from the v1 `memory.oom_control` counter, which has no inotify
@@ -86,6 +91,9 @@ class CgroupInotifySource(BaseSource):
         self._resnap_until: int | None = None  # while set, the rescan under way reports each cgroup as seen
         self._oom_files: dict[tuple[str, str], KeptFile] = {}
         self._oom_round: list[tuple[str, str]] = []  # v1 memory cgroups still to re-read this round
+        self._v1_main: str | None = None  # the v1 hierarchy whose cgroups get populated rows
+        self._v1_populated: dict[str, bool] = {}  # rel -> populated, for v1-only cgroups
+        self._procs_round: list[str] = []  # populated v1 cgroups still to re-read this round
 
     def probe(self, ctx: RecordContext) -> None:
         if not ctx.layout.hierarchies:
@@ -99,6 +107,9 @@ class CgroupInotifySource(BaseSource):
             raise SourceUnavailable(f"inotify: {e.strerror}") from None
         h = ctx.layout.controllers.get("memory")
         self._v1_memory = h if h and h != UNIFIED else None
+        v1 = [n for n in ctx.layout.hierarchies if n != UNIFIED]
+        cpu = ctx.layout.controllers.get("cpu")
+        self._v1_main = cpu if cpu in v1 else (sorted(v1)[0] if v1 else None)
         ts = ctx.clock()
         with self.tree._lock:  # noqa: SLF001 - snapshot and subscription must be atomic
             nodes = self.tree.subscribe(self._on_event)
@@ -124,6 +135,9 @@ class CgroupInotifySource(BaseSource):
             oc = _read(base + "/memory.oom_control")
             if oc is not None and "oom_kill" in oc:
                 self._mem_state[(hier, rel)] = oc
+        if self._v1_tracked(hier, rel):
+            self._v1_populated[rel] = False
+            self._check_procs(None, "scan", hier, rel, None, emit=False)
 
     def _check_events(self, ts: int, source: str, hier: str, rel: str, ino) -> None:
         new = _read(self.tree.path(hier, rel) + "/cgroup.events")
@@ -134,6 +148,21 @@ class CgroupInotifySource(BaseSource):
             if key in new and new[key] != old.get(key, 0):
                 self._row(ts, source, on if new[key] else off, hier, rel, ino)
         self._events_state[(hier, rel)] = new
+
+    def _v1_tracked(self, hier: str, rel: str) -> bool:
+        # a cgroup2 twin already says populated/unpopulated through cgroup.events
+        return hier == self._v1_main and (UNIFIED, rel) not in self.tree.nodes
+
+    def _check_procs(self, ts: int | None, source: str, hier: str, rel: str, ino, emit: bool = True) -> None:
+        """v1: populated when cgroup.procs lists a process; a row when that changed."""
+        try:
+            with open(self.tree.path(hier, rel) + "/cgroup.procs", "rb", buffering=0) as f:
+                now = bool(f.read(16).strip())
+        except OSError:
+            return  # removed: its removal row comes from inotify
+        if emit and now != self._v1_populated.get(rel, False):
+            self._row(ts, source, "populated" if now else "unpopulated", hier, rel, ino)
+        self._v1_populated[rel] = now
 
     def _check_memory(self, ts: int, source: str, hier: str, rel: str, ino, fname: str) -> None:
         if fname == "memory.oom_control":
@@ -162,6 +191,8 @@ class CgroupInotifySource(BaseSource):
                 self._check_events(ts, source, hier, rel, ino)
             elif name == "memory.events":
                 self._check_memory(ts, source, hier, rel, ino, name)
+            elif name in ("cgroup.procs", "tasks") and self._v1_tracked(hier, rel):
+                self._check_procs(ts, source, hier, rel, ino)
         elif kind == "created" or kind == "seen":
             self._row(ts, source, kind, hier, rel, ino)
             if ino is None and kind == "created":
@@ -175,8 +206,13 @@ class CgroupInotifySource(BaseSource):
                 self._check_memory(ts, source, hier, rel, ino, "memory.events")
             elif hier == self._v1_memory:
                 self._check_memory(ts, source, hier, rel, ino, "memory.oom_control")
+            if self._v1_tracked(hier, rel):
+                self._v1_populated[rel] = False
+                self._check_procs(ts, source, hier, rel, ino)
         elif kind == "removed":
             self._row(ts, source, kind, hier, rel, ino)
+            if hier == self._v1_main:
+                self._v1_populated.pop(rel, None)
             self._events_state.pop((hier, rel), None)
             self._mem_state.pop((hier, rel), None)
             kf = self._oom_files.pop((hier, rel), None)
@@ -190,6 +226,8 @@ class CgroupInotifySource(BaseSource):
             if hier == UNIFIED:
                 self._check_events(ts, "scan", hier, rel, ino)
                 self._check_memory(ts, "scan", hier, rel, ino, "memory.events")
+            elif self._v1_tracked(hier, rel):
+                self._check_procs(ts, "scan", hier, rel, ino)
         elif kind == "overflow":
             self._drop("inotify_overflow")
 
@@ -232,8 +270,11 @@ class CgroupInotifySource(BaseSource):
 
     # -- loop ------------------------------------------------------------------
     def poll(self, now_ns: int) -> Batches:
-        if self._v1_memory and (self._oom_round or self.due(now_ns)):
+        due = self.due(now_ns)
+        if self._v1_memory and (self._oom_round or due):
             self._poll_v1_oom()
+        if self._v1_main and (self._procs_round or due):
+            self._poll_v1_procs()
         tree = self.tree
         if self._resnap_until is not None and tree.rescans_done > self._resnap_until:
             self._resnap_until = None
@@ -266,6 +307,24 @@ class CgroupInotifySource(BaseSource):
                     ino = tree.nodes.get(key)
                     if key in self._mem_state and key in tree.nodes:
                         self._check_memory(ts, "inotify", key[0], key[1], ino, "memory.oom_control")
+
+    def _poll_v1_procs(self) -> None:
+        # a process that exits notifies nothing on v1: populated v1-only cgroups are re-read
+        # each interval, within the same kind of time budget as memory.oom_control
+        tree = self.tree
+        if not self._procs_round:
+            with tree._lock:  # noqa: SLF001
+                self._procs_round = [r for r, on in self._v1_populated.items() if on]
+        deadline = time.monotonic_ns() + _OOM_BUDGET_NS
+        todo = self._procs_round
+        while todo and time.monotonic_ns() < deadline:
+            with tree._lock:  # noqa: SLF001
+                ts = self.ctx.clock()
+                for _ in range(min(64, len(todo))):
+                    rel = todo.pop()
+                    key = (self._v1_main, rel)
+                    if self._v1_populated.get(rel) and key in tree.nodes:
+                        self._check_procs(ts, "poll", key[0], rel, tree.nodes.get(key))
 
     def stop(self) -> Batches:
         out: Batches = []

@@ -156,6 +156,21 @@ def test_psi_trigger_fires_under_cpu_hog(tmp_path, made):
     assert n >= 2
 
 
+def test_populated_then_unpopulated_on_a_v1_only_cgroup(tmp_path):
+    """v1 has no cgroup.events: a process written into cgroup.procs makes `populated` (the write
+    is an inotify event), and its exit, which notifies nothing, `unpopulated` at the next re-read."""
+    with v1_cgroup("cpu", unique_name()) as cg:
+        def workload():
+            time.sleep(0.3)
+            p = spawn_in_cgroups(["sleep", "0.3"], [cg])
+            p.wait()
+
+        con, _ = record(tmp_path, ["cgroup"], 1.6, workload, interval=0.25)
+        rows = con.execute("SELECT kind, source FROM cgroup_events WHERE hierarchy = 'cpu' AND cgroup_path = ? "
+                           "ORDER BY ts_ns, seq", ["/" + cg.name]).fetchall()
+    assert rows == [("seen", "scan"), ("populated", "inotify"), ("unpopulated", "poll")], rows
+
+
 def test_psi_trigger_window_too_short_is_a_clear_error(tmp_path):
     require(Path("/proc/pressure/cpu").exists(), "kernel without PSI")
     from nodetape.recorder.sources.psi_triggers import PsiTriggerSource
