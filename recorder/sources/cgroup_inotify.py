@@ -23,7 +23,7 @@ change. Rows of one burst keep the kernel's queue order (seq).
 
 Every poll is bounded (DESIGN.md principle 4): it returns at most
 _MAX_ROWS_PER_POLL rows (the rest, in order, at the next tick) and re-reads v1
-`memory.oom_control` for at most _OOM_BUDGET_NS (a round over thousands of
+`memory.oom_control` and `cgroup.procs` for at most _REREAD_BUDGET_NS (a round over thousands of
 memory cgroups goes on at the next tick), taking the tree's lock only a slice
 at a time. Memory is bounded by back-pressure: with _MAX_PENDING rows waiting,
 the tree handles no more events, they wait in the kernel queue, and if that
@@ -58,8 +58,8 @@ _MEMORY_EVENTS = (("oom", "oom"), ("oom_kill", "oom_kill"), ("high", "memory_hig
 _MAX_PENDING = 200_000
 # rows returned by one poll: building the batch costs about 1 us per row here (50k rows: 47 ms)
 _MAX_ROWS_PER_POLL = 50_000
-# time one poll may spend re-reading v1 memory.oom_control files (a round resumes at the next tick)
-_OOM_BUDGET_NS = 10_000_000
+# time one poll may spend re-reading v1 memory.oom_control or cgroup.procs (a round resumes at the next tick)
+_REREAD_BUDGET_NS = 10_000_000
 # how long stop() goes on handling queued events
 _STOP_DRAIN_NS = 2_000_000_000
 
@@ -289,42 +289,41 @@ class CgroupInotifySource(BaseSource):
 
     def _poll_v1_oom(self) -> None:
         # v1 memory.oom_control has no inotify notification (only eventfd via
-        # cgroup.event_control), so its oom_kill counter is polled each interval,
-        # within a time budget: with thousands of memory cgroups a round spans ticks.
-        tree = self.tree
+        # cgroup.event_control), so its oom_kill counter is polled each interval
         if not self._oom_round:
-            with tree._lock:  # noqa: SLF001
+            with self.tree._lock:  # noqa: SLF001
                 self._oom_round = [k for k in self._mem_state if k[0] == self._v1_memory]
             self._oom_round.reverse()  # popped from the end: in insertion order
-        deadline = time.monotonic_ns() + _OOM_BUDGET_NS
-        todo = self._oom_round
-        while todo and time.monotonic_ns() < deadline:
-            # the tree's lock a slice at a time: the reader thread's drain goes on in between
-            with tree._lock:  # noqa: SLF001
-                ts = self.ctx.clock()
-                for _ in range(min(64, len(todo))):
-                    key = todo.pop()
-                    ino = tree.nodes.get(key)
-                    if key in self._mem_state and key in tree.nodes:
-                        self._check_memory(ts, "inotify", key[0], key[1], ino, "memory.oom_control")
+
+        def check(ts, key):
+            if key in self._mem_state and key in self.tree.nodes:
+                self._check_memory(ts, "inotify", key[0], key[1], self.tree.nodes.get(key), "memory.oom_control")
+
+        self._reread(self._oom_round, check)
 
     def _poll_v1_procs(self) -> None:
-        # a process that exits notifies nothing on v1: populated v1-only cgroups are re-read
-        # each interval, within the same kind of time budget as memory.oom_control
-        tree = self.tree
+        # a process that exits notifies nothing on v1: populated v1-only cgroups are re-read each interval
         if not self._procs_round:
-            with tree._lock:  # noqa: SLF001
+            with self.tree._lock:  # noqa: SLF001
                 self._procs_round = [r for r, on in self._v1_populated.items() if on]
-        deadline = time.monotonic_ns() + _OOM_BUDGET_NS
-        todo = self._procs_round
+
+        def check(ts, rel):
+            key = (self._v1_main, rel)
+            if self._v1_populated.get(rel) and key in self.tree.nodes:
+                self._check_procs(ts, "poll", key[0], rel, self.tree.nodes.get(key))
+
+        self._reread(self._procs_round, check)
+
+    def _reread(self, todo: list, check) -> None:
+        """check(ts, item) for items popped from `todo`, for at most _REREAD_BUDGET_NS: with
+        thousands of cgroups a round spans ticks. The tree's lock is taken a slice at a time,
+        so the reader thread's drain goes on in between."""
+        deadline = time.monotonic_ns() + _REREAD_BUDGET_NS
         while todo and time.monotonic_ns() < deadline:
-            with tree._lock:  # noqa: SLF001
+            with self.tree._lock:  # noqa: SLF001
                 ts = self.ctx.clock()
                 for _ in range(min(64, len(todo))):
-                    rel = todo.pop()
-                    key = (self._v1_main, rel)
-                    if self._v1_populated.get(rel) and key in tree.nodes:
-                        self._check_procs(ts, "poll", key[0], rel, tree.nodes.get(key))
+                    check(ts, todo.pop())
 
     def stop(self) -> Batches:
         out: Batches = []
