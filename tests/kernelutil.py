@@ -111,3 +111,31 @@ def busy_loop_argv(seconds: float) -> list[str]:
 
 def have(cmd: str) -> bool:
     return shutil.which(cmd) is not None
+
+
+def record_during(out: Path, sources: list[str], ctx, seconds: float, workload=None,
+                  tick_ns: int = 50_000_000) -> dict:
+    """Record `sources` for `seconds` on this (main) thread, which owns the signal handlers,
+    while workload() runs on another; returns the manifest. An exception in the workload
+    fails the test once the recorder has stopped and closed its tape."""
+    import threading
+
+    from nodetape.recorder.loop import Recorder, RecordOptions
+
+    rec = Recorder(RecordOptions(out=out, sources=sources, ctx=ctx, duration_ns=int(seconds * 1e9), tick_ns=tick_ns))
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            workload()
+        except BaseException as e:  # noqa: BLE001 - surfaced in the test thread
+            errors.append(e)
+
+    th = threading.Thread(target=run) if workload else None
+    if th:
+        th.start()
+    manifest = rec.run()
+    if th:
+        th.join()
+    assert not errors, errors
+    return manifest

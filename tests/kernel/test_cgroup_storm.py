@@ -30,13 +30,13 @@ from pathlib import Path
 import pytest
 from kernelutil import (
     CGROUP_ROOT,
+    record_during,
     require,
     require_root,
     rmdir_tree,
     unique_name,
     v1_controller_dir,
 )
-from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
 
 from bench.bench_storm import HIERARCHIES, ROUNDS, record_storm, storm_paths
@@ -90,27 +90,16 @@ def inotify_queue_of(size: int):
 
 
 def record_cgroup_source(out: Path, seconds: float, storm: Callable[[RecordContext], None]) -> dict:
-    """Record the `cgroup` source while storm(ctx) runs on a thread, once the recorder has its
-    inotify tree; an exception in the storm fails the test after the recorder stopped."""
+    """Record the `cgroup` source while storm(ctx) runs, once the recorder has its inotify tree."""
     ctx = RecordContext(cgroup_root=CGROUP_ROOT, interval_ns=250_000_000)
-    rec = Recorder(RecordOptions(out=out, sources=["cgroup"], ctx=ctx, duration_ns=int(seconds * 1e9),
-                                 tick_ns=50_000_000))
-    errors: list[BaseException] = []
 
     def run():
-        try:
-            deadline = time.monotonic() + 10
-            while "cgroup_tree" not in ctx.shared and time.monotonic() < deadline:
-                time.sleep(0.002)
-            storm(ctx)
-        except BaseException as e:  # noqa: BLE001 - surfaced in the test thread
-            errors.append(e)
+        deadline = time.monotonic() + 10
+        while "cgroup_tree" not in ctx.shared and time.monotonic() < deadline:
+            time.sleep(0.002)
+        storm(ctx)
 
-    th = threading.Thread(target=run)
-    th.start()
-    manifest = rec.run()
-    th.join()
-    assert not errors, errors
+    manifest = record_during(out, ["cgroup"], ctx, seconds, run)
     src = manifest["sources"]["cgroup"]
     assert src["status"] == "stopped", src
     return manifest

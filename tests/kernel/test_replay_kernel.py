@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from kernelutil import CGROUP_ROOT, require, require_root, rmdir_tree, unique_name, v1_controller_dir
-
-from nodetape import api
-from nodetape.recorder.loop import Recorder, RecordOptions
+from kernelutil import (
+    CGROUP_ROOT,
+    record_during,
+    require,
+    require_root,
+    rmdir_tree,
+    unique_name,
+    v1_controller_dir,
+)
 from nodetape.recorder.source import RecordContext
 from nodetape.replay.command import run_replay
 from nodetape.replay.sinks.cgroupfs import CgroupfsSink
+
+from nodetape import api
 from nodetape.tape_reader import open_tape
 
 UNIFIED = CGROUP_ROOT / "unified"
@@ -27,22 +33,8 @@ SOURCES = ["cgroup", "samples"]
 
 
 def record(out: Path, cgroup_root: Path, seconds: float, workload) -> dict:
-    """Recorder on this (main) thread, which owns the signal handlers; workload on another."""
     ctx = RecordContext(cgroup_root=cgroup_root, interval_ns=250_000_000)
-    rec = Recorder(RecordOptions(out=out, sources=SOURCES, ctx=ctx, duration_ns=int(seconds * 1e9), tick_ns=50_000_000))
-    errors = []
-
-    def run():
-        try:
-            workload()
-        except Exception as e:  # surfaced below
-            errors.append(e)
-
-    th = threading.Thread(target=run)
-    th.start()
-    manifest = rec.run()
-    th.join()
-    assert not errors, errors
+    manifest = record_during(out, SOURCES, ctx, seconds, workload)
     for s in SOURCES:
         assert manifest["sources"][s]["status"] == "stopped", manifest["sources"][s]
     return manifest

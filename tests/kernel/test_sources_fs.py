@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from kernelutil import (CGROUP_ROOT, busy_loop_argv, kill_procs, require, require_root, rmdir_tree,
-                        spawn_in_cgroups, unique_name, v1_cgroup, v1_controller_dir)
-
-from nodetape.recorder.loop import Recorder, RecordOptions
+from kernelutil import (
+    CGROUP_ROOT,
+    busy_loop_argv,
+    kill_procs,
+    record_during,
+    require,
+    require_root,
+    rmdir_tree,
+    spawn_in_cgroups,
+    unique_name,
+    v1_cgroup,
+    v1_controller_dir,
+)
 from nodetape.recorder.source import RecordContext
+
 from nodetape.tape_reader import connect, open_tapes
 
 UNIFIED = CGROUP_ROOT / "unified"
@@ -24,26 +33,10 @@ pytestmark = pytest.mark.kernel
 def record(tmp_path, sources, seconds, workload=None, interval=0.5, options=None, cgroup_root=CGROUP_ROOT):
     """Record `sources` for `seconds` while `workload()` runs on a thread; return (duckdb, manifest)."""
     ctx = RecordContext(cgroup_root=Path(cgroup_root), interval_ns=int(interval * 1e9), options=options or {})
-    out = tmp_path / "tape"
-    rec = Recorder(RecordOptions(out=out, sources=sources, ctx=ctx, duration_ns=int(seconds * 1e9), tick_ns=50_000_000))
-    errors = []
-
-    def run():
-        try:
-            workload()
-        except Exception as e:  # surfaced in the main thread
-            errors.append(e)
-
-    th = threading.Thread(target=run) if workload else None
-    if th:
-        th.start()
-    manifest = rec.run()
-    if th:
-        th.join()
-    assert not errors, errors
+    manifest = record_during(tmp_path / "tape", sources, ctx, seconds, workload)
     for name in sources:
         assert manifest["sources"][name]["status"] == "stopped", manifest["sources"][name]
-    return connect(open_tapes([out])), manifest
+    return connect(open_tapes([tmp_path / "tape"])), manifest
 
 
 def unified_cgroup(name):
