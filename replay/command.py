@@ -59,7 +59,9 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
     if out is not None:
         from .sinks.tape import write_slice
 
-        write_slice(rp, sel, Path(out), {"cgroup": cgroup, "pod": pod})
+        from ..recorder.k8s import pod_uid_of
+
+        write_slice(rp, sel, Path(out), {"cgroup": cgroup, "pod": pod_uid_of(pod) if pod else None})
         if into is None and output is None:
             return 0
 
