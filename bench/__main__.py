@@ -35,7 +35,7 @@ SECTIONS = {
 
 
 ARGS = {
-    "syscalls": ({"n": 3_000_000, "repeats": 5}, {"n": 300_000, "repeats": 1}),
+    "syscalls": ({"n": 3_000_000, "repeats": 5}, {"n": 300_000, "repeats": 1, "stress_ops": 300}),
     "ringbuf": ({"seconds": 3.0}, {"seconds": 1.0, "drain_pages": 4096}),
     "sampler": ({"counts": (100, 1000, 5000), "seconds": 10.0}, {"counts": (100, 1000), "seconds": 2.0}),
     "recording": ({"quick": False}, {"quick": True}),

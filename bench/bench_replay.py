@@ -9,9 +9,7 @@ the re-enactment applied it (monotonic clock).
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys

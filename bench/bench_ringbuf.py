@@ -56,12 +56,28 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
 RECORD = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("nr", "<u4"), ("arg0", "<u8")])
 FLOOD_C = r"""
 #include <signal.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
-/* wait for SIGUSR1, then getppid as fast as possible until killed */
+/* wait for SIGUSR1, then getppid until killed: as fast as possible, or at argv[1] calls per second
+   (checked every 256 calls: ahead of schedule, sleep until the next call is due) */
 static volatile sig_atomic_t go;
 static void on_go(int s) { (void)s; go = 1; }
-int main(void) { signal(SIGUSR1, on_go); while (!go) pause(); for (;;) syscall(SYS_getppid); }
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+    double rate = argc > 1 ? atof(argv[1]) : 0;
+    signal(SIGUSR1, on_go);
+    while (!go) pause();
+    double t0 = now();
+    for (long i = 0;; i++) {
+        syscall(SYS_getppid);
+        if (rate > 0 && (i & 255) == 255) {
+            double ahead = (i + 1) / rate - (now() - t0);
+            if (ahead > 0) { struct timespec d = {(time_t)ahead, (long)((ahead - (time_t)ahead) * 1e9)}; nanosleep(&d, 0); }
+        }
+    }
+}
 """
 
 
@@ -84,13 +100,13 @@ def _load(bcc, tgid: int, pages: int, wakeup: bool):
                                                   f"-DWAKEUP_FLAG={flag}"])
 
 
-def _batch(bcc, exe: Path, seconds: float, pages: int, work: Path) -> dict:
+def _batch(bcc, exe: Path, seconds: float, pages: int, work: Path, rate: float = 0) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from nodetape.recorder.sources.bpf.ringbuf import ringbuf_consumer
 
-    flood = subprocess.Popen([str(exe)])
+    flood = subprocess.Popen([str(exe), str(rate)])
     try:
         b = _load(bcc, flood.pid, pages, wakeup=False)
         c = ringbuf_consumer(b[b"events"], RECORD)
@@ -127,8 +143,8 @@ def _batch(bcc, exe: Path, seconds: float, pages: int, work: Path) -> dict:
             "parquet_bytes": out.stat().st_size, "malformed": c.malformed}
 
 
-def _callback(bcc, exe: Path, seconds: float, pages: int) -> dict:
-    flood = subprocess.Popen([str(exe)])
+def _callback(bcc, exe: Path, seconds: float, pages: int, rate: float = 0) -> dict:
+    flood = subprocess.Popen([str(exe), str(rate)])
     try:
         b = _load(bcc, flood.pid, pages, wakeup=True)
         n = [0]
@@ -166,7 +182,22 @@ def _callback(bcc, exe: Path, seconds: float, pages: int) -> dict:
             flood.wait()
     # polls completed while flooding: 0 means the drain loop never came back
     return {"events_per_s": taken / elapsed, "taken": taken, "dropped_total": dropped,
-            "seconds": elapsed, "poll_returned_after_flood": returned}
+            "produced_per_s": (taken + dropped) / elapsed, "seconds": elapsed,
+            "poll_returned_after_flood": returned}
+
+
+def _sweep(bcc, exe: Path, rates, seconds: float, pages: int, work: Path) -> list[dict]:
+    """Each consumer under a producer paced at each rate: where do drops begin?"""
+    out = []
+    for rate in rates:
+        b = _batch(bcc, exe, seconds, pages, work, rate)
+        c = _callback(bcc, exe, seconds, pages, rate)
+        out.append({"target_per_s": rate,
+                    "batch": {"produced_per_s": b["produced_per_s"], "taken_per_s": b["events_per_s"],
+                              "dropped": b["dropped"]},
+                    "callback": {"produced_per_s": c["produced_per_s"], "taken_per_s": c["events_per_s"],
+                                 "dropped": c["dropped_total"]}})
+    return out
 
 
 def _fill(bcc, exe: Path, pages: int, wakeup: bool):
@@ -222,7 +253,9 @@ def _drain_callback(bcc, exe: Path, pages: int) -> dict:
     return {"events": n[0], "seconds": elapsed, "events_per_s": n[0] / elapsed, "events_per_cpu_s": n[0] / cpu}
 
 
-def run(seconds: float = 3.0, pages: int = 4096, drain_pages: int = 16384) -> dict:
+def run(seconds: float = 3.0, pages: int = 4096, drain_pages: int = 16384,
+        sweep_rates=(250_000, 500_000, 1_000_000, 1_500_000, 0), sweep_seconds: float = 1.5,
+        sweep_pages: int = 256) -> dict:
     """Both consumers, same program and ring (pages * 4 KiB), `seconds` each."""
     from nodetape import bpf_env
 
@@ -235,7 +268,10 @@ def run(seconds: float = 3.0, pages: int = 4096, drain_pages: int = 16384) -> di
         callback = _callback(bcc, exe, seconds, pages)
         drain_batch = _drain_batch(bcc, exe, drain_pages, work)
         drain_callback = _drain_callback(bcc, exe, drain_pages)
+        # a 1 MiB ring: a consumer that falls behind for a third of a second drops
+        sweep = _sweep(bcc, exe, sweep_rates, sweep_seconds, sweep_pages, work)
     return {
+        "sweep": sweep, "sweep_ring_bytes": sweep_pages * 4096,
         # consumer-only ceiling: a full ring (drain_pages * 4 KiB) drained with no producer
         "drain": {"batch_arrow_parquet": drain_batch, "callback_count_only": drain_callback,
                   "ratio": drain_batch["events_per_s"] / drain_callback["events_per_s"]},

@@ -100,6 +100,7 @@ def record_storm(out: Path, bases: list[Path], cgroup_root: Path, parents: int =
 def run(parents: int = PARENTS, children: int = CHILDREN, rounds: int = ROUNDS,
         cgroup_root: str = "/sys/fs/cgroup") -> dict:
     from nodetape.recorder.cgroup_tree import DRAIN_BUDGET_NS
+    from nodetape.recorder.sources.cgroup_samples import MAX_NEW_PER_SAMPLE
     from nodetape.recorder.kernelfs.cgroupfs import detect_layout
 
     from nodetape.tape_reader import connect, open_tapes
@@ -137,6 +138,7 @@ def run(parents: int = PARENTS, children: int = CHILDREN, rounds: int = ROUNDS,
         "tick_ms": TICK_NS / 1e6, "drain_budget_ms": DRAIN_BUDGET_NS / 1e6,
         "max_poll_ms": {s: m["max_poll_ms"] for s, m in manifest["sources"].items()},
         "dropped": {s: m["dropped"] for s, m in manifest["sources"].items() if m.get("dropped")},
+        "max_new_per_sample": MAX_NEW_PER_SAMPLE,
     }
 
 

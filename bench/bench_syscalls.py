@@ -1,7 +1,10 @@
-"""Syscall-count overhead on a syscall-heavy workload.
+"""Syscall-count overhead on syscall-heavy workloads.
 
-Workload: a compiled tight loop making exactly N getppid syscalls, in its own
-cgroup2 cgroup; wall and CPU time (user+sys, from wait4's rusage) measured:
+Workloads, each in its own cgroup2 cgroup: a compiled tight loop making exactly
+N getppid syscalls, and stress-ng's `get` stressor (getpid, getuid, getrlimit,
+... a fixed number of bogo-ops). Wall and CPU time of the workload (user+sys,
+from wait4's rusage, children included) and the recorder's own CPU while the
+workload ran (its user-space side: polling, draining, printing) are measured:
 
 - alone (no tracing);
 - under nodetape's `syscalls` source (in-kernel per (cgroup, nr) counting);
@@ -34,13 +37,22 @@ UNIFIED = Path("/sys/fs/cgroup/unified")
 GETPPID = 110
 
 
-def _workload(exe: Path, n: int, cgroup: Path) -> dict:
+def _workload(argv: list[str], cgroup: Path) -> dict:
     t0 = time.monotonic()
-    p = subprocess.Popen([str(exe), str(n)], preexec_fn=lambda: open(cgroup / "cgroup.procs", "w").write("0"))
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                         preexec_fn=lambda: open(cgroup / "cgroup.procs", "w").write("0"))
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv[0]} failed with status {status}")
+    # wait4's rusage covers the child and the descendants it reaped (stress-ng's workers)
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime}
+
+
+def _pid_cpu_s(pid: int) -> float:
+    from .common import proc_cpu_seconds
+
+    return proc_cpu_seconds(pid)
 
 
 def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> None:
@@ -54,11 +66,13 @@ def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> Non
     raise RuntimeError(f"timeout waiting for '{pattern}'")
 
 
-def _alone(exe, n, cg):
-    return _workload(exe, n, cg)
+def _alone(argv, cg):
+    res = _workload(argv, cg)
+    res["recorder_cpu_s"] = 0.0
+    return res
 
 
-def _nodetape(exe, n, cg):
+def _nodetape(argv, cg):
     from nodetape.recorder.source import RecordContext
     from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
 
@@ -66,10 +80,12 @@ def _nodetape(exe, n, cg):
     ctx = RecordContext()
     src.probe(ctx)
     src.start(ctx)
+    cpu0 = time.process_time()  # in this process: the drain at stop is all its user-space work here
     try:
-        res = _workload(exe, n, cg)
+        res = _workload(argv, cg)
     finally:
         batches = src.stop()
+    res["recorder_cpu_s"] = time.process_time() - cpu0
     cg_id = os.stat(cg).st_ino
     count = 0
     for _, b in batches:
@@ -80,13 +96,15 @@ def _nodetape(exe, n, cg):
     return res
 
 
-def _syscount(exe, n, cg):
+def _syscount(argv, cg):
     env = dict(os.environ)
     p = subprocess.Popen(["/usr/sbin/syscount-bpfcc", "-T", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=env)
     try:
         _wait_line(p, "Tracing syscalls")
-        res = _workload(exe, n, cg)
+        cpu0 = _pid_cpu_s(p.pid)
+        res = _workload(argv, cg)
+        res["recorder_cpu_s"] = _pid_cpu_s(p.pid) - cpu0
         p.send_signal(signal.SIGINT)
         out, _ = p.communicate(timeout=60)
     finally:
@@ -98,13 +116,15 @@ def _syscount(exe, n, cg):
     return res
 
 
-def _bpftrace(exe, n, cg):
+def _bpftrace(argv, cg):
     prog = "tracepoint:raw_syscalls:sys_enter { @[cgroup, args->id] = count(); }"
     p = subprocess.Popen(["bpftrace", "-e", prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_line(p, "Attaching")
         time.sleep(0.5)  # "Attaching" is printed before the probe is live
-        res = _workload(exe, n, cg)
+        cpu0 = _pid_cpu_s(p.pid)
+        res = _workload(argv, cg)
+        res["recorder_cpu_s"] = _pid_cpu_s(p.pid) - cpu0
         p.send_signal(signal.SIGINT)
         out, _ = p.communicate(timeout=60)
     finally:
@@ -116,41 +136,58 @@ def _bpftrace(exe, n, cg):
     return res
 
 
-def run(n: int = 3_000_000, repeats: int = 3) -> dict:
-    """Median wall/CPU time of N getppid calls alone and under each counter."""
-    from nodetape import bpf_env
+TOOLS = ("alone", "nodetape", "syscount", "bpftrace")
 
+
+def _summary(runs: dict[str, list[dict]], exact_n: int | None) -> dict:
     from .common import median_spread
 
-    bpf_env.probe_bpf()  # also sets BCC_KERNEL_SOURCE for syscount-bpfcc (inherited env)
-    with tempfile.TemporaryDirectory(prefix="nt-bench-sys-") as d:
-        exe = Path(d) / "loop"
-        (Path(d) / "loop.c").write_text(LOOP_C)
-        subprocess.run(["gcc", "-O2", "-o", str(exe), str(Path(d) / "loop.c")], check=True)
-        cg = UNIFIED / f"nt-bench-{uuid.uuid4().hex[:8]}"
-        cg.mkdir()
-        try:
-            runs: dict[str, list[dict]] = {k: [] for k in ("alone", "nodetape", "syscount", "bpftrace")}
-            fns = {"alone": _alone, "nodetape": _nodetape, "syscount": _syscount, "bpftrace": _bpftrace}
-            for _ in range(repeats):
-                for k, fn in fns.items():
-                    runs[k].append(fn(exe, n, cg))
-        finally:
-            os.rmdir(cg)
-    out: dict = {"n": n, "repeats": repeats}
+    out: dict = {}
     base_wall = median_spread([r["wall_s"] for r in runs["alone"]])["median"]
     base_cpu = median_spread([r["cpu_s"] for r in runs["alone"]])["median"]
     for k, rs in runs.items():
         wall = median_spread([r["wall_s"] for r in rs])
         cpu = median_spread([r["cpu_s"] for r in rs])
         entry = {"wall_s": wall, "cpu_s": cpu, "slowdown_wall": wall["median"] / base_wall,
-                 "slowdown_cpu": cpu["median"] / base_cpu, "ns_per_call": wall["median"] / n * 1e9}
-        if k != "alone":
-            counts = [r.get("count") for r in rs]
-            entry["counts"] = counts
-            # syscount counts node-wide: others' getppid calls could only add
-            entry["exact"] = all(c == n for c in counts) if k != "syscount" else all(c is not None and c >= n for c in counts)
+                 "slowdown_cpu": cpu["median"] / base_cpu,
+                 "recorder_cpu_s": median_spread([r["recorder_cpu_s"] for r in rs])}
+        if exact_n is not None:
+            entry["ns_per_call"] = wall["median"] / exact_n * 1e9
+            if k != "alone":
+                counts = [r.get("count") for r in rs]
+                entry["counts"] = counts
+                # syscount counts node-wide: others' getppid calls could only add
+                entry["exact"] = (all(c == exact_n for c in counts) if k != "syscount"
+                                  else all(c is not None and c >= exact_n for c in counts))
         out[k] = entry
+    return out
+
+
+def run(n: int = 3_000_000, repeats: int = 3, stress_ops: int = 2_000) -> dict:
+    """Median wall/CPU time of each workload alone and under each counter, interleaved per repeat."""
+    from nodetape import bpf_env
+
+    bpf_env.probe_bpf()  # also sets BCC_KERNEL_SOURCE for syscount-bpfcc (inherited env)
+    fns = {"alone": _alone, "nodetape": _nodetape, "syscount": _syscount, "bpftrace": _bpftrace}
+    with tempfile.TemporaryDirectory(prefix="nt-bench-sys-") as d:
+        exe = Path(d) / "loop"
+        (Path(d) / "loop.c").write_text(LOOP_C)
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(Path(d) / "loop.c")], check=True)
+        workloads = {"loop": [str(exe), str(n)],
+                     "stress-ng": ["stress-ng", "--get", "1", "--get-ops", str(stress_ops), "--quiet"]}
+        cg = UNIFIED / f"nt-bench-{uuid.uuid4().hex[:8]}"
+        cg.mkdir()
+        try:
+            runs = {w: {k: [] for k in TOOLS} for w in workloads}
+            for _ in range(repeats):
+                for w, argv in workloads.items():
+                    for k, fn in fns.items():
+                        runs[w][k].append(fn(argv, cg))
+        finally:
+            os.rmdir(cg)
+    out: dict = {"n": n, "repeats": repeats, "stress_ops": stress_ops}
+    out.update(_summary(runs["loop"], n))  # the loop's figures stay at the top level (headline keys)
+    out["stress_ng"] = _summary(runs["stress-ng"], None)
     return out
 
 

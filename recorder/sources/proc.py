@@ -35,7 +35,6 @@ class ProcSource(BaseSource):
         super().__init__()
         self._known: set[int] = set()
         self._pending: list[int] = []
-        self._ino_cache: dict[str, int | None] = {}
 
     def probe(self, ctx: RecordContext) -> None:
         if not (ctx.proc_root / "1").is_dir():
@@ -96,14 +95,13 @@ class ProcSource(BaseSource):
         return path, ino
 
     def _inode(self, path: str) -> int | None:
-        if path not in self._ino_cache:
-            try:
-                self._ino_cache[path] = os.stat(path).st_ino
-            except OSError:
-                return None  # removed already: do not cache
-            if len(self._ino_cache) > 100_000:
-                self._ino_cache.clear()
-        return self._ino_cache[path]
+        # not cached: a cgroup removed and made again at the same path has a new inode, and a
+        # cache keyed by path grows with every churned cgroup; one stat per new process is cheap
+        # beside the /proc files read for it
+        try:
+            return os.stat(path).st_ino
+        except OSError:
+            return None  # removed already
 
     def _read_pending(self) -> Batches:
         todo, self._pending = self._pending[: self._max], self._pending[self._max:]
