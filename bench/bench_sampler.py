@@ -6,7 +6,7 @@ driven directly (start, then one sample per simulated interval), so the number
 is the source's own cost per interval, without the loop's sleep. The first
 sample (opening descriptors, reading limits) is reported separately.
 
-    python -m bench.bench_sampler   or   python bench/bench_sampler.py
+    python -m bench.bench_sampler
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+from .common import median_spread
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 
@@ -78,6 +80,7 @@ def run(counts=(100, 1000, 5000), seconds: float = 5.0, cgroup_root: str = "/sys
                 "cpu_ms_per_sample": round(mean * 1e3, 2), "core_pct_at_1s": round(mean * 100, 2),
                 "max_cpu_ms_per_sample": round(max(cpu) * 1e3, 2), "rss_mb": round(rss / 2**20, 1),
                 "first_rows": first[0][1].num_rows if first else 0,
+                "cpu_ms_per_sample_spread": median_spread([c * 1e3 for c in cpu]),
             }
             _remove(bases)
     finally:

@@ -166,14 +166,15 @@ def _sweep(rb: dict) -> list[str]:
 
 
 def _sampler(sa: dict) -> list[str]:
-    rows = [[f"{int(k):,}", v["rows_per_sample"], f"{v['cpu_ms_per_sample']:.1f}", f"{v['max_cpu_ms_per_sample']:.1f}",
+    rows = [[f"{int(k):,}", v["rows_per_sample"], f"{v['cpu_ms_per_sample']:.1f}",
+             _ms(v["cpu_ms_per_sample_spread"], 1) if "cpu_ms_per_sample_spread" in v else "",
              f"{v['core_pct_at_1s']:.2f}%", f"{v['first_sample_cpu_ms']:.0f}", f"{v['rss_mb']:.0f}"]
             for k, v in sorted(sa.items(), key=lambda kv: int(kv[0]))]
     return ["Real empty v1 cgroups in the cpu, cpuacct, memory and pids hierarchies; the `samples` source "
             "reading them every interval. The ceiling: one `pread` per file costs about 2.7 µs here, so the "
             "three reads an idle v1 cgroup needs cost 8 µs before any Python runs.", "",
-            *_table(["cgroups", "rows/sample", "CPU ms/sample", "max CPU ms", "core % at 1 s", "first sample ms",
-                     "RSS MiB (bench process)"], rows)]
+            *_table(["cgroups", "rows/sample", "CPU ms/sample (mean)", "per sample: median (min–max) ms",
+                     "core % at 1 s", "first sample ms", "RSS MiB (bench process)"], rows)]
 
 
 def _recording(rec: dict) -> list[str]:
