@@ -46,17 +46,14 @@ def bcc_folder(dirs=BCC_DIRS) -> str | None:
     return None
 
 
-def install(first: bool = False, dirs=BCC_DIRS) -> BccFinder | None:
-    """Add the finder to sys.meta_path once (first: ahead of every other finder)."""
+def install() -> BccFinder | None:
+    """Append the finder to sys.meta_path once (after the others: a bcc the venv holds wins)."""
     for f in sys.meta_path:
         if isinstance(f, BccFinder):
             return f
-    folder = bcc_folder(dirs)
+    folder = bcc_folder()
     if folder is None:
         return None
     finder = BccFinder(folder)
-    if first:
-        sys.meta_path.insert(0, finder)
-    else:
-        sys.meta_path.append(finder)
+    sys.meta_path.append(finder)
     return finder

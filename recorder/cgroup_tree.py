@@ -445,6 +445,18 @@ def shared_tree(ctx) -> CgroupTree:
     return tree
 
 
+# new cgroups a sampling source (samples, psi) sets up per sample after its first: each costs
+# its files' opens and first reads, so a storm of thousands is taken over a few intervals
+MAX_NEW_PER_SAMPLE = 256
+
+
+def admit(new: list[str], first: bool) -> tuple[list[str], bool]:
+    """The new cgroups to set up now (all of them at the first sample), and whether more wait."""
+    if first or len(new) <= MAX_NEW_PER_SAMPLE:
+        return new, False
+    return new[:MAX_NEW_PER_SAMPLE], True
+
+
 def release_shared(ctx, tree: CgroupTree) -> None:
     """A source is done with the shared tree; the last user closes it and takes it out of ctx."""
     tree.release()

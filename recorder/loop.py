@@ -297,7 +297,7 @@ class Recorder:
         drops = {t: dict(d) for t, d in self.writer.dropped.items()}
         for st in self.states:
             s = st.source.stats if st.source is not None else None
-            if s is not None and s.dropped and getattr(st.source, "tables", ()):
+            if s is not None and s.dropped:
                 d = drops.setdefault(st.source.tables[0], {})
                 key = f"{st.name}: {s.drop_reason or 'dropped'}"
                 d[key] = d.get(key, 0) + s.dropped

@@ -209,6 +209,8 @@ class CgroupInotifySource(BaseSource):
             if self._v1_tracked(hier, rel):
                 self._v1_populated[rel] = False
                 self._check_procs(ts, source, hier, rel, ino)
+            elif hier == UNIFIED:
+                self._v1_populated.pop(rel, None)  # its twin's cgroup.events speaks for it now
         elif kind == "removed":
             self._row(ts, source, kind, hier, rel, ino)
             if hier == self._v1_main:

@@ -60,7 +60,7 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
-from ..cgroup_tree import CgroupTree, release_shared, shared_tree
+from ..cgroup_tree import CgroupTree, admit, release_shared, shared_tree
 from ..fdcache import FreshFile, KeptFile
 from ..k8s import identity
 from ..kernelfs import cgroup_files as cf
@@ -73,9 +73,6 @@ _COLS = ("ts_ns", "hierarchy", "cgroup_path", "cgroup_id", "cpu_usage_usec", "nr
 _ATTACH_NAMES = frozenset({"cgroup.procs", "tasks"})
 _CONFIG_NAMES = frozenset({"cpu.max", "cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.max", "memory.limit_in_bytes"})
 _NO_STAT = (None, None, None)
-# new cgroups admitted per sample after the first (each costs its files' opens and first reads):
-# a storm of thousands of new cgroups is taken over a few intervals instead of one long poll
-MAX_NEW_PER_SAMPLE = 256
 
 
 def _kept(path: str | None) -> KeptFile | None:
@@ -182,13 +179,12 @@ class CgroupSamplesSource(BaseSource):
         for r in [r for r, cg in self._cgroups.items()
                   if r not in rels or (cg.ino is not None and nodes.get((main, r)) != cg.ino)]:
             self._cgroups.pop(r).close()  # removed, or removed and made again (new files, new counts)
-        new = sorted(rels - self._cgroups.keys())
-        first = not self._cgroups
-        for r in new if first else new[:MAX_NEW_PER_SAMPLE]:
+        now, more = admit(sorted(rels - self._cgroups.keys()), first=not self._cgroups)
+        for r in now:
             self._cgroups[r] = self._new(r, nodes)
         self._order = [self._cgroups[r] for r in sorted(self._cgroups)]
         # the rest wait for the next sample: sync again then, whether or not the tree changed
-        self._gen = self.tree.generation if first or len(new) <= MAX_NEW_PER_SAMPLE else -1
+        self._gen = -1 if more else self.tree.generation
 
     def _new(self, rel: str, nodes) -> _Cgroup:
         tree = self.tree

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
-from ..cgroup_tree import release_shared, shared_tree
+from ..cgroup_tree import admit, release_shared, shared_tree
 from ..fdcache import KeptFile
 from ..kernelfs.cgroupfs import UNIFIED
 from ..kernelfs.psi import PSI_KEYS, RESOURCES, parse_psi
-from .cgroup_samples import MAX_NEW_PER_SAMPLE
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 
 
@@ -82,14 +81,13 @@ class PsiSource(BaseSource):
         for r in [r for r in self._cg if r not in rels]:
             for _, kf in self._cg.pop(r):
                 kf.close()
-        new = sorted(rels - self._cg.keys())
-        first = not self._cg
-        for r in new if first else new[:MAX_NEW_PER_SAMPLE]:
+        now, more = admit(sorted(rels - self._cg.keys()), first=not self._cg)
+        for r in now:
             base = str(self._v2) + ("" if r == "/" else r)
             files = [(res, KeptFile(f"{base}/{res}.pressure")) for res in RESOURCES if os.path.exists(f"{base}/{res}.pressure")]
             self._cg[r] = files
-        if not first and len(new) > MAX_NEW_PER_SAMPLE:
-            self._gen = -1  # the rest at the next sample (the bound of cgroup_samples)
+        if more:
+            self._gen = -1  # the rest at the next sample
 
     def poll(self, now_ns: int) -> Batches:
         if not self.due(now_ns):

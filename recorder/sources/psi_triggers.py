@@ -145,7 +145,7 @@ class PsiTriggerSource(BaseSource):
             try:
                 self._tree = shared_tree(ctx)
             except OSError:
-                self._tree = None  # no inotify: cgroups that match at start only
+                self._tree = None  # no inotify: the cgroup2 tree is walked at each sync instead
             self._sync_cgroups()
         if not self._handoff:
             raise SourceUnavailable("no pressure file accepted a trigger")

@@ -89,6 +89,19 @@ def inotify_queue_of(size: int):
     assert MAX_QUEUED.read_text() == original
 
 
+def make_then_remove(bases: dict[str, Path], n: int, pause_s: float, holding=None) -> None:
+    """cg0..cg{n-1} in every base as fast as possible (under `holding`, a lock, if given),
+    then, `pause_s` later, their removal."""
+    with holding or contextlib.nullcontext():
+        for i in range(n):
+            for b in bases.values():
+                os.mkdir(b / f"cg{i}")
+    time.sleep(pause_s)
+    for i in range(n):
+        for b in bases.values():
+            os.rmdir(b / f"cg{i}")
+
+
 def record_cgroup_source(out: Path, seconds: float, storm: Callable[[RecordContext], None]) -> dict:
     """Record the `cgroup` source while storm(ctx) runs, once the recorder has its inotify tree."""
     ctx = RecordContext(cgroup_root=CGROUP_ROOT, interval_ns=250_000_000)
@@ -153,14 +166,7 @@ def test_creation_storm_overflows_the_queue_and_the_rescan_misses_nothing(tmp_pa
             # The reader thread can keep up with a storm on an idle machine; holding
             # the tree's lock stands in for a reader busy elsewhere (a rescan, a GC
             # pause), so the kernel queue overflows on every run, not on some.
-            with ctx.shared["cgroup_tree"]._lock:
-                for i in range(n):
-                    for b in bases.values():
-                        os.mkdir(b / f"cg{i}")
-            time.sleep(0.6)
-            for i in range(n):
-                for b in bases.values():
-                    os.rmdir(b / f"cg{i}")
+            make_then_remove(bases, n, 0.6, holding=ctx.shared["cgroup_tree"]._lock)
             time.sleep(0.5)
 
         manifest = record_cgroup_source(tmp_path / "tape", 3.0, storm)
@@ -201,13 +207,7 @@ def test_rows_beyond_the_pending_bound_wait_in_the_kernel_and_an_overflow_rescan
         def storm(ctx):
             restore()
             time.sleep(0.3)
-            for i in range(n):
-                for b in bases.values():
-                    os.mkdir(b / f"cg{i}")
-            time.sleep(0.8)
-            for i in range(n):
-                for b in bases.values():
-                    os.rmdir(b / f"cg{i}")
+            make_then_remove(bases, n, 0.8)
 
         manifest = record_cgroup_source(tmp_path / "tape", 4.0, storm)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from nodetape.recorder.cgroup_tree import MAX_NEW_PER_SAMPLE
 from nodetape.recorder.source import RecordContext
-from nodetape.recorder.sources.cgroup_samples import MAX_NEW_PER_SAMPLE, CgroupSamplesSource
+from nodetape.recorder.sources.cgroup_samples import CgroupSamplesSource
 from nodetape.recorder.sources.psi import PsiSource
 
 SYNTH = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic" / "v2-cgroupfs"
