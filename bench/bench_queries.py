@@ -41,9 +41,9 @@ def _dict(indices: np.ndarray, values: list[str]) -> pa.DictionaryArray:
 
 def generate(out, rows: int, seed: int = 1) -> dict:
     """Write a synthetic tape of about `rows` rows at `out`; returns {table: rows}."""
-    from nodetape.manifest import new_manifest
+    from nodetape.tape.format import new_manifest
     from nodetape.schemas import SCHEMA_VERSION, batch
-    from nodetape.tape_writer import TapeWriter
+    from nodetape.tape.writer import TapeWriter
 
     rng = np.random.default_rng(seed)
     per_slot_s = 1 + 1 + SYSCALLS_PER_S + 40 / LIFETIME_S  # samples + psi + syscalls + birth rows

@@ -29,9 +29,9 @@ def make_tape(out: Path, rows: int) -> dict:
     """A tape of about `rows` rows in cgroup_samples, psi_samples and syscall_counts, one
     second at a time in time order (what a recorder writes); returns {table: rows}."""
     sys.path.insert(0, str(REPO))
-    from nodetape.manifest import new_manifest
+    from nodetape.tape.format import new_manifest
     from nodetape.schemas import SCHEMA_VERSION, batch
-    from nodetape.tape_writer import TapeWriter
+    from nodetape.tape.writer import TapeWriter
 
     per_s = SLOTS * (2 + SYSCALLS_PER_S)
     seconds = max(1, rows // per_s)
@@ -120,13 +120,13 @@ def pacing_accuracy(work: Path, events: int = 40, gap_ms: float = 50.0) -> dict:
     """Re-enact `events` cgroup creations recorded `gap_ms` apart at --speed 1; the error of
     each applied event's offset from the window start versus its recorded offset."""
     sys.path.insert(0, str(REPO))
-    from nodetape.manifest import new_manifest
+    from nodetape.tape.format import new_manifest
     from nodetape.replay.pace import Pacer
     from nodetape.replay.sinks.cgroupfs import CgroupfsSink
     from nodetape.replay.stream import Replay
     from nodetape.schemas import SCHEMA_VERSION, batch
-    from nodetape.tape_reader import open_tape
-    from nodetape.tape_writer import TapeWriter
+    from nodetape.tape.reader import open_tape
+    from nodetape.tape.writer import TapeWriter
 
     tape = work / "pace-tape"
     shutil.rmtree(tape, ignore_errors=True)

@@ -257,7 +257,7 @@ def run(seconds: float = 3.0, pages: int = 4096, drain_pages: int = 16384,
         sweep_rates=(250_000, 500_000, 1_000_000, 1_500_000, 0), sweep_seconds: float = 1.5,
         sweep_pages: int = 256) -> dict:
     """Both consumers, same program and ring (pages * 4 KiB), `seconds` each."""
-    from nodetape import bpf_env
+    from nodetape.recorder.sources.bpf import env as bpf_env
 
     bpf_env.probe_bpf()
     bcc = bpf_env.import_bcc()

@@ -102,7 +102,7 @@ def run(parents: int = PARENTS, children: int = CHILDREN, rounds: int = ROUNDS,
     from nodetape.recorder.cgroup_tree import DRAIN_BUDGET_NS, MAX_NEW_PER_SAMPLE
     from nodetape.recorder.kernelfs.cgroupfs import detect_layout
 
-    from nodetape.tape_reader import connect, open_tapes
+    from nodetape.tape.reader import connect, open_tapes
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from kernelutil import rmdir_tree

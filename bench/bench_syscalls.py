@@ -165,7 +165,7 @@ def _summary(runs: dict[str, list[dict]], exact_n: int | None) -> dict:
 
 def run(n: int = 3_000_000, repeats: int = 3, stress_ops: int = 2_000) -> dict:
     """Median wall/CPU time of each workload alone and under each counter, interleaved per repeat."""
-    from nodetape import bpf_env
+    from nodetape.recorder.sources.bpf import env as bpf_env
 
     bpf_env.probe_bpf()  # also sets BCC_KERNEL_SOURCE for syscount-bpfcc (inherited env)
     fns = {"alone": _alone, "nodetape": _nodetape, "syscount": _syscount, "bpftrace": _bpftrace}

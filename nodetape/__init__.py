@@ -1,3 +1,5 @@
 """nodetape: a flight recorder for Linux and Kubernetes nodes."""
 
-__version__ = "0.1.0"
+from nodetape.core.version import __version__
+
+__all__ = ["__version__"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .errors import QueryError, SourceUnavailable, UserError
-from .tape_reader import Tape, connect, open_tapes
+from nodetape.core.errors import QueryError, SourceUnavailable, UserError
+from nodetape.tape.reader import Tape, connect, open_tapes
 
 
 # -- recording ---------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from nodetape.core.errors import UserError
 
 
 class BackgroundRecording:

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import NodetapeError, UserError
+from nodetape.core.errors import NodetapeError, UserError
 
 app = typer.Typer(
     name="nodetape",
@@ -37,7 +37,7 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write
 
 
 def _duration(text: str | None, option: str) -> int | None:
-    from .durations import parse_duration_ns
+    from nodetape.core.durations import parse_duration_ns
 
     if text is None:
         return None
@@ -127,7 +127,7 @@ def record(
         options["cgroup_globs"] = list(cgroup)
     max_bytes = None
     if max_size is not None:
-        from .sizes import parse_size
+        from nodetape.core.sizes import parse_size
 
         try:
             max_bytes = parse_size(max_size)
@@ -179,7 +179,7 @@ def snapshot(
 
     Example:  nodetape snapshot /var/lib/nodetape/tape /tmp/incident
     """
-    from .snapshot import snapshot_tape
+    from nodetape.tape.snapshot import snapshot_tape
 
     path, how = snapshot_tape(tape, out)
     by = "written by the running recorder" if how == "recorder" else "copied from the parts on disk"

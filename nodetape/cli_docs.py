@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from .gendocs import main as gendocs_main
+from nodetape.core.gendocs import main as gendocs_main
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 

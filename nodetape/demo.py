@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from .background import BackgroundRecording
-from .errors import UserError
+from nodetape.core.errors import UserError
 
 QUOTA_US, PERIOD_US = 20_000, 100_000  # 0.2 cores
 BPF_SOURCES = {"syscalls", "latency", "lineage", "cgroup-tp", "opens", "drops", "throttle-probe"}

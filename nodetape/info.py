@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .durations import format_duration_ns
-from .tape_reader import Tape
+from nodetape.core.durations import format_duration_ns
+from nodetape.tape.reader import Tape
 
 
 def wall(tape: Tape, boot_ns: int | None) -> str:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from .clock import boottime_ns
+from nodetape.core.clock import boottime_ns
 
 
 class LiveProgress:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import api
-from .errors import UserError
-from .durations import format_duration_ns
+from nodetape.core.errors import UserError
+from nodetape.core.durations import format_duration_ns
 
 BARS = "▁▂▃▄▅▆▇█"
 MAX_WINDOWS = 90  # a chart wider than a terminal is unreadable: the window grows instead

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .durations import format_duration_ns
+from nodetape.core.durations import format_duration_ns
 from .report import ReportData, _group_births, _short
 
 STAGE_COLORS = {

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 
-from ..durations import parse_duration_ns
-from ..errors import QueryError
+from nodetape.core.durations import parse_duration_ns
+from nodetape.core.errors import QueryError
 
 _HEADER = re.compile(r"^--\s*(name|description|param|columns):\s*(.*)$")
 _PARAM = re.compile(r"^(\w+)\s*=\s*(\S+)\s*(?:\((.*)\))?\s*$")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import catalog
-from ..gendocs import main as gendocs_main
+from nodetape.core.gendocs import main as gendocs_main
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "queries.md"
 

@@ -31,13 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import hostinfo
-from ..clock import boottime_ns, clock_pair
-from ..errors import SourceUnavailable, UserError
-from ..manifest import add_clock_pair, atomic_write_json, new_manifest
-from ..schemas import SCHEMA_VERSION, batch
-from ..snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
-from ..tape_writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
+from nodetape.core import hostinfo
+from nodetape.core.clock import boottime_ns, clock_pair
+from nodetape.core.errors import SourceUnavailable, UserError
+from nodetape.schemas import SCHEMA_VERSION, batch
+from nodetape.tape.format import add_clock_pair, new_manifest
+from nodetape.tape.fs import atomic_write_json
+from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
+from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
 from .registry import load_source_class
 from .source import RecordContext
 from .triggers import Trigger, fired

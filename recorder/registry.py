@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import SourceUnavailable
+from nodetape.core.errors import SourceUnavailable
 
 # name -> "module:Class", relative to nodetape.recorder.sources; the order is the
 # order sources start and appear in manifests.

@@ -16,8 +16,8 @@ from typing import ClassVar, Protocol
 
 import pyarrow as pa
 
-from ..clock import boottime_ns
-from ..errors import SourceUnavailable
+from nodetape.core.clock import boottime_ns
+from nodetape.core.errors import SourceUnavailable
 from .kernelfs.cgroupfs import CgroupLayout, detect_layout
 
 Batches = list[tuple[str, pa.RecordBatch]]

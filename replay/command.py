@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import TapeError, UserError
+from nodetape.core.errors import TapeError, UserError
 from .pace import Pacer
 from .sinks import jsonl
 from .sinks.cgroupfs import TABLES as INTO_TABLES

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import UserError
+from nodetape.core.errors import UserError
 from ..schemas import TABLE_NAMES, TABLES, Table
-from ..tape_reader import Tape, open_tapes
+from nodetape.tape.reader import Tape, open_tapes
 from .filters import RowFilter, build_id_maps, table_can_match
 from .merge import Run, make_runs, merge, merge_chunks
 from .window import parse_time

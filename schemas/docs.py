@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import SCHEMA_VERSION, TABLES
-from ..gendocs import main as gendocs_main
+from nodetape.core.gendocs import main as gendocs_main
 
 
 def _type_name(t) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodetape.manifest import new_manifest
+from nodetape.tape.format import new_manifest
 from nodetape.schemas import SCHEMA_VERSION, batch
-from nodetape.tape_writer import TapeWriter
+from nodetape.tape.writer import TapeWriter
 
 BOOT0 = 1_000_000_000_000  # boottime of the tape's start
 OFFSET = 1_700_000_000_000_000_000 - BOOT0  # wall = boot + OFFSET

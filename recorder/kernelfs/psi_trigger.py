@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ...durations import parse_duration_ns
+from nodetape.core.durations import parse_duration_ns
 
 RESOURCES = ("cpu", "memory", "io", "irq")
 KINDS = ("some", "full")

@@ -31,7 +31,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ...errors import UserError
+from nodetape.core.errors import UserError
 
 UNIFIED = "unified"
 # v1 memory.limit_in_bytes with no limit (PAGE_COUNTER_MAX pages of 4 KiB)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from ...errors import UserError
-from ...manifest import FORMAT
+from nodetape.core.errors import UserError
+from nodetape.tape.format import FORMAT
 from ...schemas import SCHEMA_VERSION
-from ...tape_writer import TapeWriter
+from nodetape.tape.writer import TapeWriter
 from ..merge import sorted_batches
 
 
@@ -51,7 +51,7 @@ def slice_manifest(replay, sel, options: dict) -> dict:
 
 def _write_prologue(replay, sel, writer) -> dict[str, int]:
     """Rows before the window that describe the state at its start (prologue.py); rows per table."""
-    from ...tape_reader import connect
+    from nodetape.tape.reader import connect
     from ..prologue import prologue
 
     con = connect(replay.tapes)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from nodetape import schemas
-from nodetape.manifest import new_manifest
-from nodetape.tape_writer import TapeWriter
+from nodetape.tape.format import new_manifest
+from nodetape.tape.writer import TapeWriter
 
 COMMANDS = ["record", "info", "query", "sql", "replay", "report", "doctor", "demo", "schema"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodetape.manifest import new_manifest
+from nodetape.tape.format import new_manifest
 from nodetape.schemas import SCHEMA_VERSION, batch
-from nodetape.tape_writer import TapeWriter
+from nodetape.tape.writer import TapeWriter
 
 # A fixed wall-clock offset so timestamps in expected values are readable:
 # boottime 0 is 2024-01-01T00:00:00Z.

@@ -60,7 +60,7 @@ def test_tracepoint_identity_and_udp_drop(tmp_path):
     # the manifest says what the programs ran on: bcc, tracefs, which kernel headers
     env = manifest["sources"]["drops"]["environment"]
     assert env["bcc_version"] and env["tracefs"] and env["headers"]["path"]
-    from nodetape.tape_reader import connect, open_tapes
+    from nodetape.tape.reader import connect, open_tapes
 
     con = connect(open_tapes([tmp_path / "tape"]))
     rows = con.execute(

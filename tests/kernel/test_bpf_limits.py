@@ -70,7 +70,7 @@ def test_open_flood_is_counted_not_hidden(tmp_path):
     finally:
         kill_procs(cg)
         rmdir_tree(cg)
-    from nodetape.tape_reader import connect, open_tapes
+    from nodetape.tape.reader import connect, open_tapes
 
     con = connect(open_tapes([out]))
     st = manifest["sources"]["opens"]
@@ -130,7 +130,7 @@ def _run_as_nobody(out: Path):
 
 
 def test_no_bcc_bpf_sources_unavailable_others_record(tmp_path, monkeypatch):
-    from nodetape import bpf_env
+    from nodetape.recorder.sources.bpf import env as bpf_env
 
     # no bcc anywhere: not importable from the venv, no distribution folder
     for k in [k for k in sys.modules if k == "bcc" or k.startswith("bcc.")]:
@@ -152,7 +152,7 @@ def test_no_bcc_bpf_sources_unavailable_others_record(tmp_path, monkeypatch):
 
 def test_bpf_environment_names_headers_and_tracefs():
     requirements()
-    from nodetape import bpf_env
+    from nodetape.recorder.sources.bpf import env as bpf_env
 
     env = bpf_env.bpf_environment()
     assert env["bcc_version"] and env["tracefs"]
@@ -167,7 +167,7 @@ def test_bpf_environment_names_headers_and_tracefs():
 def test_import_bcc_works_in_the_venv_and_takes_nothing_else_from_debian():
     """`import bcc` in the project's venv is Debian's python3-bpfcc (./run puts a .pth there),
     while numpy and pyarrow stay the venv's own."""
-    from nodetape.bcc_finder import bcc_folder
+    from nodetape.recorder.sources.bpf.bcc_finder import bcc_folder
 
     require(sys.prefix != sys.base_prefix, "not running in a venv (use ./run test)")
     require(bcc_folder() is not None, "python3-bpfcc not installed")
@@ -183,7 +183,7 @@ def test_import_bcc_works_in_the_venv_and_takes_nothing_else_from_debian():
 def test_no_tracefs_bpf_sources_unavailable_others_record(tmp_path, monkeypatch):
     """tracefs not mounted and not mountable: every eBPF source is unavailable and says so, psi records."""
     requirements()
-    from nodetape import bpf_env
+    from nodetape.recorder.sources.bpf import env as bpf_env
 
     monkeypatch.setattr(bpf_env, "TRACEFS", tmp_path / "tracing")
     monkeypatch.setattr(bpf_env, "DEBUGFS_TRACING", tmp_path / "debug" / "tracing")

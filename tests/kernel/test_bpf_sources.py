@@ -54,8 +54,8 @@ def requirements() -> None:
     require_root()
     require(UNIFIED.is_dir(), f"no cgroup2 hierarchy at {UNIFIED}")
     require(subprocess.run(["which", "gcc"], capture_output=True).returncode == 0, "needs gcc")
-    from nodetape import bpf_env
-    from nodetape.errors import SourceUnavailable
+    from nodetape.recorder.sources.bpf import env as bpf_env
+    from nodetape.core.errors import SourceUnavailable
     try:
         bpf_env.probe_bpf()
     except SourceUnavailable as e:
@@ -140,7 +140,7 @@ def tape(tmp_path_factory):
             flood.wait()
         kill_procs(top)
         rmdir_tree(top)
-    from nodetape.tape_reader import connect, open_tapes
+    from nodetape.tape.reader import connect, open_tapes
 
     return {"manifest": manifest, "con": connect(open_tapes([out])), **facts}
 

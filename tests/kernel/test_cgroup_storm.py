@@ -40,7 +40,7 @@ from kernelutil import (
 from nodetape.recorder.source import RecordContext
 
 from bench.bench_storm import HIERARCHIES, ROUNDS, record_storm, storm_paths
-from nodetape.tape_reader import connect, open_tapes
+from nodetape.tape.reader import connect, open_tapes
 
 pytestmark = pytest.mark.kernel
 

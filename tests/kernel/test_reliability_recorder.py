@@ -19,7 +19,7 @@ from pathlib import Path
 from kernelutil import have, require, require_root
 
 from nodetape import api
-from nodetape.clock import boottime_ns
+from nodetape.core.clock import boottime_ns
 
 NOBODY = 65534
 

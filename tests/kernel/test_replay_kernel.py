@@ -25,7 +25,7 @@ from nodetape.replay.command import run_replay
 from nodetape.replay.sinks.cgroupfs import CgroupfsSink
 
 from nodetape import api
-from nodetape.tape_reader import open_tape
+from nodetape.tape.reader import open_tape
 
 UNIFIED = CGROUP_ROOT / "unified"
 pytestmark = pytest.mark.kernel

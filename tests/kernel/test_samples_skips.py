@@ -12,7 +12,7 @@ from kernelutil import CGROUP_ROOT, spawn_in_cgroups, unique_name, v1_cgroup
 from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
 
-from nodetape.tape_reader import connect, open_tapes
+from nodetape.tape.reader import connect, open_tapes
 
 pytestmark = pytest.mark.kernel
 

@@ -24,7 +24,7 @@ from kernelutil import (
 )
 from nodetape.recorder.source import RecordContext
 
-from nodetape.tape_reader import connect, open_tapes
+from nodetape.tape.reader import connect, open_tapes
 
 UNIFIED = CGROUP_ROOT / "unified"
 pytestmark = pytest.mark.kernel

@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 
-from nodetape import bpf_env
+from nodetape.recorder.sources.bpf import env as bpf_env
 from nodetape.recorder.sources.bpf import cgroup_id_paths, parse_unistd
 from nodetape.recorder.sources.bpf.cgroup_tp import hierarchy_names, parse_proc_cgroup
 from nodetape.recorder.sources.bpf.drops import parse_reason_names

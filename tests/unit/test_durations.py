@@ -1,6 +1,6 @@
 import pytest
 
-from nodetape.durations import format_duration_ns, parse_duration_ns
+from nodetape.core.durations import format_duration_ns, parse_duration_ns
 
 
 @pytest.mark.parametrize("text,ns", [

@@ -6,7 +6,7 @@ import pytest
 from golden.tapes import write_tape
 
 from nodetape import api
-from nodetape.errors import QueryError
+from nodetape.core.errors import QueryError
 from nodetape.queries import catalog, get, parse_query
 from nodetape.queries.docs import DOC_PATH, render_markdown
 

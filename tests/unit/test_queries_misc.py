@@ -7,7 +7,7 @@ import pytest
 from golden.tapes import MS, S, write_tape
 
 from nodetape import api
-from nodetape.errors import QueryError
+from nodetape.core.errors import QueryError
 
 POD = "1b2c3d4e-0000-4000-8000-00000000abcd"
 CPATH = f"/kubepods/pod{POD}/" + "c" * 64

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodetape import schemas
-from nodetape.errors import TapeError
+from nodetape.core.errors import TapeError
 from nodetape.info import render, summary
-from nodetape.manifest import CLOCK_STEP_NS, MAX_CLOCK_PAIRS, add_clock_pair, new_manifest
+from nodetape.tape.format import CLOCK_STEP_NS, MAX_CLOCK_PAIRS, add_clock_pair, new_manifest
 from nodetape.recorder.triggers import fired, parse_trigger
-from nodetape.sizes import parse_size
-from nodetape.tape_reader import connect, open_tape, open_tapes
-from nodetape.tape_writer import TapeWriter
+from nodetape.core.sizes import parse_size
+from nodetape.tape.reader import connect, open_tape, open_tapes
+from nodetape.tape.writer import TapeWriter
 
 FUZZ = settings(max_examples=int(os.environ.get("NODETAPE_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

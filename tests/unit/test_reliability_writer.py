@@ -10,11 +10,11 @@ import threading
 import pytest
 
 from nodetape import schemas
-from nodetape import tape_writer as tw
-from nodetape.manifest import new_manifest, read_manifest
-from nodetape.snapshot import write_snapshot
-from nodetape.tape_reader import connect, open_tape, open_tapes
-from nodetape.tape_writer import DiskFull, TapeWriter
+from nodetape.tape import writer as tw
+from nodetape.tape.format import new_manifest, read_manifest
+from nodetape.tape.snapshot import write_snapshot
+from nodetape.tape.reader import connect, open_tape, open_tapes
+from nodetape.tape.writer import DiskFull, TapeWriter
 
 
 class FakeClock:
@@ -235,7 +235,7 @@ def test_disk_full_fatal_keeps_tape_valid(tmp_path, monkeypatch):
 
 
 def test_manifest_write_failure_keeps_old_manifest(tmp_path, monkeypatch):
-    from nodetape import manifest as mf
+    from nodetape.tape import format as mf
 
     tape = tmp_path / "t"
     w = TapeWriter(tape, _manifest())

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from nodetape.schemas import batch
-from nodetape.tape_reader import open_tape
-from nodetape.tape_writer import TapeWriter
+from nodetape.tape.reader import open_tape
+from nodetape.tape.writer import TapeWriter
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nodetape import replay
-from nodetape.errors import UserError
+from nodetape.core.errors import UserError
 from nodetape.replay.command import run_replay
 from nodetape.schemas import TABLE_NAMES, table
 

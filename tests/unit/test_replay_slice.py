@@ -9,7 +9,7 @@ import pytest
 from nodetape import api
 from nodetape.queries import catalog
 from nodetape.replay.command import run_replay
-from nodetape.tape_reader import open_tape
+from nodetape.tape.reader import open_tape
 
 from replay_util import BOOT0, cg_event, make_tape, rows
 
@@ -109,7 +109,7 @@ def test_slice_with_a_filter_and_bad_out(tape, tmp_path):
     got = api.sql([sl], "SELECT DISTINCT cgroup_path FROM cgroup_events UNION SELECT DISTINCT cgroup_path FROM cgroup_samples").to_pylist()
     assert got == [{"cgroup_path": cpath(0)}]
     assert open_tape(sl).manifest["slice"]["cgroup"] == cpath(0)
-    from nodetape.errors import UserError
+    from nodetape.core.errors import UserError
     with pytest.raises(UserError, match="not an empty folder"):
         slice_of(tape, sl)
 

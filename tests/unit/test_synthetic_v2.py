@@ -25,7 +25,7 @@ from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
 
 from nodetape import api
-from nodetape.tape_reader import connect, open_tapes
+from nodetape.tape.reader import connect, open_tapes
 
 SYNTH = Path(__file__).resolve().parents[2] / "fixtures" / "synthetic"
 _spec = importlib.util.spec_from_file_location("make_trees", SYNTH / "make_trees.py")

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 
 from nodetape import schemas
-from nodetape.errors import TapeError
-from nodetape.manifest import new_manifest
-from nodetape.tape_reader import connect, open_tape, open_tapes
-from nodetape.tape_writer import TapeWriter
+from nodetape.core.errors import TapeError
+from nodetape.tape.format import new_manifest
+from nodetape.tape.reader import connect, open_tape, open_tapes
+from nodetape.tape.writer import TapeWriter
 
 
 def _manifest(hostname="h1", offset=1_000_000_000_000):

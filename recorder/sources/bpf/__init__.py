@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .... import bpf_env
+from nodetape.recorder.sources.bpf import env as bpf_env
 from ...source import BaseSource, Batches, RecordContext, SourceUnavailable
 
 HERE = Path(__file__).resolve().parent

@@ -53,7 +53,7 @@ class PacketDropsSource(RawStreamSource):
         return flags
 
     def _after_start(self, ctx: RecordContext) -> None:
-        from .... import bpf_env
+        from nodetape.recorder.sources.bpf import env as bpf_env
 
         self.reason_names = parse_reason_names(bpf_env.tracepoint_format("skb", "kfree_skb"))
         self._syms: dict[int, str] = {}

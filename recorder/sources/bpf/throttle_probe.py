@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .... import bpf_env
+from nodetape.recorder.sources.bpf import env as bpf_env
 from ...source import Batches, RecordContext, SourceUnavailable
 from . import BpfSource, captured_stderr, err_tail
 

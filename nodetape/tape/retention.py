@@ -1,6 +1,6 @@
 """Which parts a tape keeps: its live parts per table, and their retirement.
 
-Retiring a part is two steps, in this order (see tape_writer.py for why readers
+Retiring a part is two steps, in this order (see writer.py for why readers
 are safe): the manifest stops naming it (its table's `first_part` moves past it),
 and the file is unlinked a grace period later, so a reader that listed it a
 moment before can still read it. Parts are retired oldest first: by age against

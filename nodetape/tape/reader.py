@@ -28,9 +28,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import TapeError
-from .manifest import read_manifest
-from .schemas import SCHEMA_MAJOR, TABLES, Table
+from nodetape.core.errors import TapeError
+from nodetape.tape.format import read_manifest
+from nodetape.schemas import SCHEMA_MAJOR, TABLES, Table
 
 _DUCK_TYPES = {
     pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT",
@@ -107,7 +107,7 @@ def list_parts(tape: Path, table: str, first_part: int = 0) -> list[Path]:
     Temp files of a killed writer are ignored, and so are retired parts (below
     `first_part`) still waiting for their unlink.
     """
-    from .retention import part_index
+    from nodetape.tape.retention import part_index
 
     folder = tape / table
     try:

@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .bcc_finder import BCC_DIRS, bcc_folder
-from .bcc_finder import BccFinder as _BccFinder
-from .errors import SourceUnavailable
+from nodetape.recorder.sources.bpf.bcc_finder import BCC_DIRS, bcc_folder
+from nodetape.recorder.sources.bpf.bcc_finder import BccFinder as _BccFinder
+from nodetape.core.errors import SourceUnavailable
 
 BCC_HINT = "bcc not installed (apt-get install python3-bpfcc)"
 TRACEFS = Path("/sys/kernel/tracing")

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import TapeError
+from nodetape.core.errors import TapeError
+from nodetape.core.version import __version__
 
 MANIFEST = "manifest.json"
 FORMAT = "nodetape-tape"
@@ -78,27 +78,6 @@ def add_clock_pair(manifest: dict, pair: tuple[int, int], *, keep_from_ns: int |
     return stored
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temp file, fsync, rename over `path` (mode 0600).
-
-    On any failure (ENOSPC, EIO) the temp file is removed and the old `path`
-    is untouched; the error propagates.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    text = json.dumps(data, indent=1, sort_keys=False) + "\n"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _bad(path: Path, field: str) -> TapeError:

@@ -25,10 +25,10 @@ import time
 import uuid
 from pathlib import Path
 
-from .clock import boottime_ns
-from .errors import NodetapeError, TapeError, UserError
-from .manifest import MANIFEST, atomic_write_json, read_manifest
-from .tape_writer import fsync_dir
+from nodetape.core.clock import boottime_ns
+from nodetape.core.errors import NodetapeError, TapeError, UserError
+from nodetape.tape.format import MANIFEST, read_manifest
+from nodetape.tape.fs import atomic_write_json, fsync_dir
 
 REQUEST_PREFIX = ".snapshot-request-"
 RESULT_PREFIX = ".snapshot-result-"
@@ -48,7 +48,7 @@ def write_snapshot(src: Path, manifest: dict, parts: dict[str, list[Path]], out:
     """Save `parts` of the tape at `src` with a copy of `manifest` as a closed tape at `out`."""
     import pyarrow.parquet as pq
 
-    from .retention import part_index
+    from nodetape.tape.retention import part_index
 
     out = Path(out)
     if out.exists():
@@ -155,7 +155,7 @@ def request_snapshot(tape: Path, out: Path, pid: int, timeout_s: float = 30.0) -
 
 def snapshot_tape(tape: Path, out: Path) -> tuple[Path, str]:
     """Snapshot TAPE into OUT; returns (path, how): 'recorder' when a live recorder did it, else 'copy'."""
-    from .tape_reader import open_tape
+    from nodetape.tape.reader import open_tape
 
     tape, out = Path(tape), Path(out)
     manifest = read_manifest(tape)

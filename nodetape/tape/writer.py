@@ -49,12 +49,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .clock import boottime_ns
-from .errors import NodetapeError
-from .manifest import MANIFEST, atomic_write_json
-from .retention import PartInfo, PartLedger, part_name
-from .schemas import schema as schema_of
-from .schemas import table as table_of
+from nodetape.core.clock import boottime_ns
+from nodetape.core.errors import NodetapeError
+from nodetape.tape.format import MANIFEST
+from nodetape.tape.fs import atomic_write_json, fsync_dir
+from nodetape.tape.retention import PartInfo, PartLedger, part_name
+from nodetape.schemas import schema as schema_of
+from nodetape.schemas import table as table_of
 
 DEFAULT_FLUSH_NS = 2_000_000_000
 # A table flushes early when its buffer passes this many bytes, which bounds the
@@ -81,12 +82,6 @@ class DiskFull(NodetapeError):
     exit_code = 1
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, data, mode: int = 0o600) -> None:
@@ -445,7 +440,7 @@ class TapeWriter:
 
     def snapshot(self, out: str | os.PathLike, reason: str) -> Path:
         """Flush, then save the current window as its own closed tape at `out` (hard links)."""
-        from .snapshot import write_snapshot
+        from nodetape.tape.snapshot import write_snapshot
 
         self.flush(scheduled=False)
         return write_snapshot(self.path, self.manifest, self.ledger.live_parts(), Path(out), reason=reason)
