@@ -99,7 +99,8 @@ def record_storm(out: Path, bases: list[Path], cgroup_root: Path, parents: int =
 
 def run(parents: int = PARENTS, children: int = CHILDREN, rounds: int = ROUNDS,
         cgroup_root: str = "/sys/fs/cgroup") -> dict:
-    from nodetape.recorder.cgroup_tree import DRAIN_BUDGET_NS, MAX_NEW_PER_SAMPLE
+    from nodetape.recorder.cgroup_tree import DRAIN_BUDGET_NS
+    from nodetape.recorder.sources.admission import MAX_NEW_PER_SAMPLE
     from nodetape.recorder.kernelfs.cgroupfs import detect_layout
 
     from nodetape.tape.reader import connect, open_tapes

@@ -7,9 +7,8 @@ One watch per cgroup directory (IN_CREATE, IN_DELETE, IN_MODIFY, only dirs):
   memory.limit_in_bytes, cgroup.procs, ...) or a kernfs notification of a
   "notify" file (cgroup.events, memory.events: cgroup_file_notify()).
 
-The kernel ABI comes from watchdog's ctypes layer (inotify_c: inotify_init,
-inotify_add_watch, event parsing). We do not use its observer thread: a
-consumer must be able to `drain()` synchronously, so that everything written
+The kernel ABI is inotify.py (watchdog's ctypes system calls, our own event
+parser). We do not use watchdog's observer thread: a consumer must be able to `drain()` synchronously, so that everything written
 before the drain is known when it reads (the samples source relies on that to
 skip config files that were not written, see docs/sources/samples.md).
 
@@ -18,6 +17,11 @@ events were lost: listeners get an 'overflow' call, then the tree is rescanned:
 new cgroups are reported as `seen` with source 'scan', vanished ones as
 `removed` with source 'scan', and every cgroup still known gets a 'rescanned'
 call so listeners can re-read the notify files they track.
+
+Sources see the tree through its public methods: subscribe() (the current
+nodes, atomically with the subscription), `nodes`, `generation`, path(), drain(),
+request_rescan(), and `with tree.locked():` around what must not interleave
+with a listener call (listeners run under that lock, on whichever thread drains).
 
 Bounded work (DESIGN.md principle 4): every caller of drain() holds the lock
 for at most DRAIN_BUDGET_NS (plus one event), so a storm of thousands of
@@ -32,24 +36,18 @@ under the lock (soak: single polls of 9.6 s and 24.3 s).
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import fcntl
 import os
-import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from watchdog.observers.inotify_c import InotifyConstants as IN
-from watchdog.observers.inotify_c import (
-    InotifyFD,
-    inotify_add_watch,
-    inotify_init,
-    inotify_rm_watch,
-)
-
-from .kernelfs.cgroupfs import CgroupLayout
+from nodetape.recorder import inotify
+from nodetape.recorder.inotify import IN
+from nodetape.recorder.kernelfs.cgroupfs import CgroupLayout
+from nodetape.recorder.tree_reader import TreeReader
 
 MASK = IN.IN_CREATE | IN.IN_DELETE | IN.IN_MODIFY | IN.IN_ONLYDIR
 # one read takes at most this many bytes (about 1,000 events of cgroup names)
@@ -62,13 +60,6 @@ Key = tuple[str, str]  # (hierarchy, relative path '/...')
 # kind: 'created', 'removed', 'modified' (name = file name), 'seen' (rescan), 'overflow'
 # (events were lost; a rescan starts), 'rescanned' (a known cgroup visited by that rescan)
 Listener = Callable[[int, str, str, str, str | None, int | None, str], None]
-
-_ERRORS = {
-    errno.ENOSPC: "inotify watch limit reached (raise fs.inotify.max_user_watches)",
-    errno.EMFILE: "inotify instance limit reached (raise fs.inotify.max_user_instances)",
-    errno.EACCES: "permission denied",
-}
-
 
 def _join(rel: str, name: str) -> str:
     return f"/{name}" if rel == "/" else f"{rel}/{name}"
@@ -97,40 +88,37 @@ class CgroupTree:
         self._full: list[Callable[[], bool]] = []  # listeners that cannot take more now (back-pressure)
         self._lock = threading.RLock()
         self._fd = -1
-        self._thread: threading.Thread | None = None
-        self._stop_r = self._stop_w = -1
-        self._wake_r = self._wake_w = -1
+        self._reader: TreeReader | None = None
         self._users = 0
 
     # -- lifecycle -----------------------------------------------------------
     def open(self) -> None:
-        fd = inotify_init()
-        if fd < 0:
-            import ctypes
-            e = ctypes.get_errno()
-            raise OSError(e, _ERRORS.get(e, os.strerror(e)))
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-        fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
-        self._fd = fd
+        self._fd = inotify.open_fd()
         for hier in self.layout.hierarchies:
             self._scan(hier, "/", None, None)
 
     def acquire(self) -> None:
         self._users += 1
 
-    def release(self) -> None:
+    def release(self) -> bool:
+        """One user is done; the last one closes the tree (returns True then)."""
         self._users -= 1
         if self._users <= 0:
             self.close()
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the tree still: inside, no event is handled and no listener runs (they run under
+        this lock), so `nodes` and whatever listeners change are consistent; re-entrant."""
+        with self._lock:
+            yield
 
     def close(self) -> None:
-        if self._thread is not None:
-            os.write(self._stop_w, b"x")
-            self._thread.join(5)
-            self._thread = None
-            for fd in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
-                os.close(fd)
-            self._stop_r = self._stop_w = self._wake_r = self._wake_w = -1
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)  # drops every watch
@@ -138,41 +126,9 @@ class CgroupTree:
 
     def start_thread(self) -> None:
         """Read events as they come (timely timestamps, immediate reads of cgroup.events)."""
-        if self._thread is not None:
-            return
-        self._stop_r, self._stop_w = os.pipe()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._run, name="nodetape-cgroup-inotify", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        p = select.poll()
-        p.register(self._fd, select.POLLIN)
-        p.register(self._stop_r, select.POLLIN)
-        p.register(self._wake_r, select.POLLIN)  # request_rescan()
-        backlog = False
-        while True:
-            # with a backlog, only look for the stop request, then drain again
-            ready = p.poll(0 if backlog else None)
-            fds = {fd for fd, _ in ready}
-            if self._stop_r in fds:
-                return
-            if self._wake_r in fds:
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
-            self.drain()
-            backlog = self.backlog() or (self._full and self.blocked() and self._readable())
-            if backlog:
-                # let a waiting loop thread take the lock (CPython locks are not fair);
-                # under back-pressure, wait for the loop to take rows
-                time.sleep(0.01 if self.blocked() else 0.0005)
-
-    def _readable(self) -> bool:
-        p = select.poll()
-        p.register(self._fd, select.POLLIN)
-        return bool(p.poll(0))
+        if self._reader is None:
+            self._reader = TreeReader(self._fd, self.drain, self.backlog, self.blocked)
+            self._reader.start()
 
     def backlog(self) -> bool:
         """Events read but not handled yet, or a rescan in progress."""
@@ -215,14 +171,12 @@ class CgroupTree:
     # -- watching ------------------------------------------------------------
     def _add(self, hier: str, rel: str, ino: int | None) -> bool:
         path = self.path(hier, rel)
-        wd = inotify_add_watch(self._fd, os.fsencode(path), MASK)  # names need not be UTF-8
+        wd = inotify.add_watch(self._fd, path, MASK)
         if wd < 0:
-            import ctypes
-            e = ctypes.get_errno()
-            if e in (errno.ENOENT, errno.ENOTDIR):
+            if -wd in (errno.ENOENT, errno.ENOTDIR):
                 return False  # removed before we got to it
             self.watch_errors += 1
-            self.last_watch_error = f"{path}: {_ERRORS.get(e, os.strerror(e))}"
+            self.last_watch_error = f"{path}: {inotify.explain(-wd)}"
         else:
             self._wd[wd] = (hier, rel)
             self._key_wd[(hier, rel)] = wd
@@ -331,16 +285,11 @@ class CgroupTree:
 
     def _read(self) -> bool:
         """Read one buffer of events into _pending; False when the queue is empty."""
-        while True:
-            try:
-                buf = os.read(self._fd, _BUF)
-                break
-            except BlockingIOError:
-                return False
-            except InterruptedError:
-                continue
+        buf = inotify.read_events(self._fd, _BUF)
+        if buf is None:
+            return False
         ts = self.clock()
-        for wd, mask, _cookie, name in InotifyFD._parse_event_buffer(buf):  # noqa: SLF001 - watchdog's ABI parser
+        for wd, mask, _cookie, name in inotify.parse_events(buf):
             self._pending.append((ts, wd, mask, name.decode(errors="surrogateescape")))
         return True
 
@@ -373,14 +322,8 @@ class CgroupTree:
         """Start a rescan (or start over the one under way); drains advance it step by step."""
         with self._lock:
             self._rescan_it = self._rescan_steps()
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"w")
-            except BlockingIOError:
-                pass  # a wake-up is already pending
+            if self._reader is not None:
+                self._reader.wake()
 
     def rescan(self, ts: int | None = None) -> None:
         """Reconcile with the tree on disk now, in full (the drain does it step by step)."""
@@ -426,11 +369,6 @@ class CgroupTree:
                 self._forget(key, now, "scan")
             yield
 
-    def unwatch_all(self) -> None:
-        with self._lock:
-            for wd in list(self._wd):
-                inotify_rm_watch(self._fd, wd)
-
 
 def shared_tree(ctx) -> CgroupTree:
     """The tree in ctx.shared (created and opened by the first source that asks)."""
@@ -439,42 +377,11 @@ def shared_tree(ctx) -> CgroupTree:
         tree = CgroupTree(ctx.layout, ctx.clock)
         tree.open()
         ctx.shared["cgroup_tree"] = tree
-        # other sources (e.g. eBPF ones) map cgroup ids to paths through this
-        ctx.shared["cgroup_paths"] = _PathsView(tree)
     tree.acquire()
     return tree
 
 
-# new cgroups a sampling source (samples, psi) sets up per sample after its first: each costs
-# its files' opens and first reads, so a storm of thousands is taken over a few intervals
-MAX_NEW_PER_SAMPLE = 256
-
-
-def admit(new: list[str], first: bool) -> tuple[list[str], bool]:
-    """The new cgroups to set up now (all of them at the first sample), and whether more wait."""
-    if first or len(new) <= MAX_NEW_PER_SAMPLE:
-        return new, False
-    return new[:MAX_NEW_PER_SAMPLE], True
-
-
 def release_shared(ctx, tree: CgroupTree) -> None:
     """A source is done with the shared tree; the last user closes it and takes it out of ctx."""
-    tree.release()
-    if ctx.shared.get("cgroup_tree") is tree and tree._users <= 0:
+    if tree.release() and ctx.shared.get("cgroup_tree") is tree:
         ctx.shared.pop("cgroup_tree", None)
-
-
-class _PathsView:
-    """Read-only mapping cgroup_id -> (hierarchy, relpath), computed on demand."""
-
-    def __init__(self, tree: CgroupTree):
-        self._tree = tree
-
-    def get(self, cgroup_id, default=None):
-        for k, v in list(self._tree.nodes.items()):
-            if v == cgroup_id:
-                return k
-        return default
-
-    def items(self):
-        return [(v, k) for k, v in list(self._tree.nodes.items())]

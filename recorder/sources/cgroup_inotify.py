@@ -111,7 +111,7 @@ class CgroupInotifySource(BaseSource):
         cpu = ctx.layout.controllers.get("cpu")
         self._v1_main = cpu if cpu in v1 else (sorted(v1)[0] if v1 else None)
         ts = ctx.clock()
-        with self.tree._lock:  # noqa: SLF001 - snapshot and subscription must be atomic
+        with self.tree.locked():  # snapshot and subscription must be atomic
             nodes = self.tree.subscribe(self._on_event)
             self.tree.add_backpressure(self._full)
             for (hier, rel), ino in sorted(nodes.items()):
@@ -283,7 +283,7 @@ class CgroupInotifySource(BaseSource):
         if self._resnap and not self._full():
             # rows were dropped: once there is room again, a rescan (a step per drain,
             # on the reader thread) reports every cgroup still present as seen
-            with tree._lock:  # noqa: SLF001
+            with tree.locked():
                 self._resnap = False
                 self._resnap_until = tree.rescans_done
                 tree.request_rescan()
@@ -293,7 +293,7 @@ class CgroupInotifySource(BaseSource):
         # v1 memory.oom_control has no inotify notification (only eventfd via
         # cgroup.event_control), so its oom_kill counter is polled each interval
         if not self._oom_round:
-            with self.tree._lock:  # noqa: SLF001
+            with self.tree.locked():
                 self._oom_round = [k for k in self._mem_state if k[0] == self._v1_memory]
             self._oom_round.reverse()  # popped from the end: in insertion order
 
@@ -306,7 +306,7 @@ class CgroupInotifySource(BaseSource):
     def _poll_v1_procs(self) -> None:
         # a process that exits notifies nothing on v1: populated v1-only cgroups are re-read each interval
         if not self._procs_round:
-            with self.tree._lock:  # noqa: SLF001
+            with self.tree.locked():
                 self._procs_round = [r for r, on in self._v1_populated.items() if on]
 
         def check(ts, rel):
@@ -322,7 +322,7 @@ class CgroupInotifySource(BaseSource):
         so the reader thread's drain goes on in between."""
         deadline = time.monotonic_ns() + _REREAD_BUDGET_NS
         while todo and time.monotonic_ns() < deadline:
-            with self.tree._lock:  # noqa: SLF001
+            with self.tree.locked():
                 ts = self.ctx.clock()
                 for _ in range(min(64, len(todo))):
                     check(ts, todo.pop())

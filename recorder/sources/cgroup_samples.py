@@ -60,7 +60,8 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
-from ..cgroup_tree import CgroupTree, admit, release_shared, shared_tree
+from ..cgroup_tree import CgroupTree, release_shared, shared_tree
+from .admission import admit
 from ..fdcache import FreshFile, KeptFile
 from ..k8s import identity
 from ..kernelfs import cgroup_files as cf
@@ -240,7 +241,7 @@ class CgroupSamplesSource(BaseSource):
     def sample(self) -> Batches:
         tree = self.tree
         tree.drain()  # every write completed before this point is now known (skip rule 1)
-        with tree._lock:  # noqa: SLF001 - the listener marks dirty flags under this lock
+        with tree.locked():  # the listener marks dirty flags under this lock
             if tree.generation != self._gen:
                 self._sync()
             if self._dirty_all:

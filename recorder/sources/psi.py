@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 
 from ...schemas import batch
-from ..cgroup_tree import admit, release_shared, shared_tree
+from ..cgroup_tree import release_shared, shared_tree
+from .admission import admit
 from ..fdcache import KeptFile
 from ..kernelfs.cgroupfs import UNIFIED
 from ..kernelfs.psi import PSI_KEYS, RESOURCES, parse_psi

@@ -166,7 +166,7 @@ def test_creation_storm_overflows_the_queue_and_the_rescan_misses_nothing(tmp_pa
             # The reader thread can keep up with a storm on an idle machine; holding
             # the tree's lock stands in for a reader busy elsewhere (a rescan, a GC
             # pause), so the kernel queue overflows on every run, not on some.
-            make_then_remove(bases, n, 0.6, holding=ctx.shared["cgroup_tree"]._lock)
+            make_then_remove(bases, n, 0.6, holding=ctx.shared["cgroup_tree"].locked())
             time.sleep(0.5)
 
         manifest = record_cgroup_source(tmp_path / "tape", 3.0, storm)

@@ -123,14 +123,14 @@ def _make_container(tree, d: Path, files: dict[str, str]) -> None:
     # the kernel creates a cgroup's files before its directory becomes visible; a
     # plain folder cannot, so the sources' view (the shared inotify tree, whose lock
     # every drain and sync takes) is held while the folder and its files are made
-    with tree._lock:
+    with tree.locked():
         d.mkdir()
         for name, text in files.items():
             (d / name).write_text(text)
 
 
 def _remove_container(tree, d: Path) -> None:
-    with tree._lock:
+    with tree.locked():
         for f in d.iterdir():
             f.unlink()
         d.rmdir()
