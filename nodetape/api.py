@@ -17,7 +17,18 @@ from nodetape.tape.reader import Tape, connect, open_tapes
 
 
 # -- recording ---------------------------------------------------------------
-def record(
+def record(out: str | os.PathLike, **options) -> dict:
+    """Record into the tape folder `out` until the duration ends; returns the manifest.
+
+    Takes the keyword options of recorder(). It installs no signal handler, so it runs
+    on any thread; to stop it from elsewhere, build the Recorder with recorder() and
+    call its request_stop() (the CLI does so on SIGINT/SIGTERM, and calls
+    request_snapshot() on SIGUSR1, which `nodetape snapshot` sends).
+    """
+    return recorder(out, **options).run()
+
+
+def recorder(
     out: str | os.PathLike,
     *,
     duration_ns: int | None = None,
@@ -34,9 +45,10 @@ def record(
     snapshot_on: Sequence[str] = (),
     snapshot_dir: str | os.PathLike | None = None,
     snapshot_cooldown_ns: int | None = None,
-) -> dict:
-    """Record into the tape folder `out` until the duration ends or SIGINT/SIGTERM; returns the manifest.
+):
+    """A Recorder into the tape folder `out`, checked and ready to run(); bad options are UserError.
 
+    run() records until `duration_ns` ends or request_stop(), and returns the manifest.
     Flight-recorder mode (issue 9): `retain_ns` keeps only the last window of parts,
     `max_tape_bytes` bounds the tape's size; `snapshot_on` lists triggers
     ("psi memory some > 20%", "oom_kill") that save the window into `snapshot_dir`.
@@ -72,7 +84,7 @@ def record(
                          snapshot_dir=Path(snapshot_dir) if snapshot_dir else None)
     if snapshot_cooldown_ns:
         opts.snapshot_cooldown_ns = snapshot_cooldown_ns
-    return Recorder(opts).run()
+    return Recorder(opts)
 
 
 def _check_psi_triggers(options: dict, proc_root) -> None:

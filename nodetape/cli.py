@@ -143,7 +143,7 @@ def record(
             print(f"--cgroup-root {cgroup_root}: recording {sources} (the host's eBPF and /proc sources "
                   "only with --sources)", file=sys.stderr)
     live = None if quiet else LiveProgress(sys.stderr)
-    manifest = api.record(
+    rec = api.recorder(
         out,
         duration_ns=_duration(duration, "--duration"),
         interval_ns=_duration(interval, "--interval"),
@@ -160,10 +160,25 @@ def record(
         snapshot_dir=snapshot_dir,
         snapshot_cooldown_ns=_duration(snapshot_cooldown, "--snapshot-cooldown"),
     )
+    manifest = _run_with_signals(rec)
     if live:
         live.finish()
     if not quiet:
         print_summary(out, manifest, sys.stderr)
+
+
+def _run_with_signals(rec) -> dict:
+    """SIGINT/SIGTERM stop the recorder cleanly (flush, close); SIGUSR1 (`nodetape snapshot`) saves a snapshot."""
+    import signal
+
+    handlers = {signal.SIGINT: rec.request_stop, signal.SIGTERM: rec.request_stop,
+                signal.SIGUSR1: rec.request_snapshot}
+    old = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        return rec.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 # -- snapshot ----------------------------------------------------------------

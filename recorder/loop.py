@@ -1,15 +1,17 @@
 """The recorder loop: start sources, poll them on a tick, write what they return.
 
-It knows sources only through the Source protocol (source.py). Every tick it
-polls each active source once (a source must bound its own poll; the loop
-measures each poll and its own lateness), appends the batches to the tape
-writer, writes recorder_stats once per interval, and flushes on the writer's
-schedule (the writer also retires parts outside a retention window).
+It knows sources only through the Source protocol (source.py; their lifetime is
+lifecycle.py). Every tick it polls each active source once (a source must bound
+its own poll; the loop measures each poll and its own lateness), appends the
+batches to the tape writer, writes recorder_stats (stats.py) once per interval,
+and flushes on the writer's schedule (the writer also retires parts outside a
+retention window).
 
-Signals: SIGINT and SIGTERM stop it cleanly (flush, close). SIGUSR1 saves a
-snapshot of the current window, into the OUT of a pending `nodetape snapshot`
-request file if there is one, else into the snapshot folder. `--snapshot-on`
-triggers save one too, at most once per cooldown.
+It installs no signal handler, so it runs on any thread: request_stop() stops
+it cleanly (flush, close), request_snapshot() saves a snapshot of the current
+window, into the OUT of a pending `nodetape snapshot` request file if there is
+one, else into the snapshot folder. The CLI calls them on SIGINT/SIGTERM and
+SIGUSR1. `--snapshot-on` triggers save one too, at most once per cooldown.
 
 Once a second it compares CLOCK_REALTIME with CLOCK_BOOTTIME and stores a new
 clock pair in the manifest when the wall clock stepped, so `ts` in views stays
@@ -23,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -33,79 +33,20 @@ from pathlib import Path
 
 from nodetape.core import hostinfo
 from nodetape.core.clock import boottime_ns, clock_pair
-from nodetape.core.errors import SourceUnavailable, UserError
+from nodetape.core.errors import UserError
 from nodetape.schemas import SCHEMA_VERSION, batch
 from nodetape.tape.format import add_clock_pair, new_manifest
 from nodetape.tape.fs import atomic_write_json
 from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
 from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
-from .registry import load_source_class
-from .source import RecordContext
-from .triggers import Trigger, fired
+from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active, trim_heap
+from nodetape.recorder.source import RecordContext
+from nodetape.recorder.stats import stats_batch
+from nodetape.recorder.triggers import Trigger, fired
 
 DEFAULT_TICK_NS = 100_000_000
 DEFAULT_SNAPSHOT_COOLDOWN_NS = 300_000_000_000
 CLOCK_CHECK_NS = 1_000_000_000
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _trim_heap() -> None:
-    """Give freed heap back to the kernel after start-up.
-
-    Compiling the BPF programs (clang/LLVM inside libbcc) leaves about 40 MiB of
-    freed heap that glibc keeps; malloc_trim returns it (measured: RSS 210 -> 171
-    MiB with the six eBPF sources). The rest is libbcc's mapped code, shared and
-    file-backed.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim
-
-
-def _cpu_usec() -> int:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return int((ru.ru_utime + ru.ru_stime) * 1_000_000)
-
-
-@dataclass
-class SourceState:
-    name: str
-    source: object | None
-    status: str  # 'active', 'unavailable', 'failed', 'stopped'
-    reason: str | None = None
-    tables: tuple[str, ...] = ()
-    start_ns: int | None = None
-    end_ns: int | None = None
-    needs: str | None = None
-    max_poll_ns: int = 0  # the longest single poll: a source must bound its own
-    environment: dict | None = None
-
-    def to_json(self) -> dict:
-        st = getattr(self.source, "stats", None)
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "needs": self.needs if self.status in ("unavailable", "failed") else None,
-            "max_poll_ms": round(self.max_poll_ns / 1e6, 3) if self.source is not None else None,
-            "tables": list(self.tables),
-            "start_ns": self.start_ns,
-            "end_ns": self.end_ns,
-            "events": st.events if st else 0,
-            "dropped": st.dropped if st else 0,
-            "drop_reason": st.drop_reason if st else None,
-            # what the source ran on (e.g. bcc version, tracefs, which kernel headers)
-            "environment": self.environment,
-        }
 
 
 @dataclass
@@ -204,32 +145,6 @@ class Recorder:
             hint = " (choose a folder this user can write)" if isinstance(e, PermissionError) else ""
             raise UserError(f"{out}: cannot create the tape: {e.strerror or e}{hint}", str(out)) from None
 
-    def _start_sources(self) -> None:
-        for name in self.opts.sources:
-            st = SourceState(name, None, "unavailable")
-            self.states.append(st)
-            try:
-                cls = load_source_class(name)
-                st.tables = tuple(cls.tables)
-                st.needs = getattr(cls, "needs", None) or None
-                src = cls()
-                src.probe(self.ctx)
-                initial = src.start(self.ctx)
-            except SourceUnavailable as e:
-                st.reason = e.reason
-                continue
-            except Exception as e:  # a broken source must not take the others down
-                st.status, st.reason = "failed", f"{type(e).__name__}: {e}"
-                continue
-            st.source, st.status, st.start_ns = src, "active", boottime_ns()
-            env = getattr(src, "environment", None)
-            if callable(env):
-                try:
-                    st.environment = env()
-                except Exception as e:  # provenance is best effort, never fatal
-                    st.environment = {"error": f"{type(e).__name__}: {e}"}
-            self._write(initial)
-
     # -- running -------------------------------------------------------------
     def _write(self, batches) -> None:
         triggers = self.opts.snapshot_on
@@ -243,52 +158,10 @@ class Recorder:
                 self.writer.append(table, b)
                 self.rows[table] = self.rows.get(table, 0) + b.num_rows
 
-    def _poll_all(self, now_ns: int) -> None:
-        for st in self.states:
-            if st.status != "active":
-                continue
-            t0 = time.monotonic_ns()
-            try:
-                out = st.source.poll(now_ns)
-            except Exception as e:
-                st.status, st.reason, st.end_ns = "failed", f"{type(e).__name__}: {e}", boottime_ns()
-                self._stop_source(st)
-                continue
-            finally:
-                st.max_poll_ns = max(st.max_poll_ns, time.monotonic_ns() - t0)
-            self._write(out)
-
-    def _stop_source(self, st: SourceState) -> None:
-        try:
-            self._write(st.source.stop())
-        except Exception as e:
-            st.reason = (st.reason or "") + f"; stop failed: {type(e).__name__}: {e}"
-
     def _stats_batch(self, now_ns: int):
-        cols: dict[str, list] = {k: [] for k in ("ts_ns", "source", "events", "dropped", "drop_reason",
-                                                  "lag_ns", "recorder_cpu_usec", "recorder_rss_bytes")}
-        for st in self.states:
-            if st.source is None:
-                continue
-            s = st.source.stats
-            for k, v in (("ts_ns", now_ns), ("source", st.name), ("events", s.events), ("dropped", s.dropped),
-                         ("drop_reason", s.drop_reason), ("lag_ns", s.lag_ns),
-                         ("recorder_cpu_usec", None), ("recorder_rss_bytes", None)):
-                cols[k].append(v)
-        # the recorder's own row: rows the writer dropped (back-pressure, disk full)
-        # and how late the loop's tick ran since the last row
-        wd = self.writer.dropped
-        reasons: dict[str, int] = {}
-        for d in wd.values():
-            for r, n in d.items():
-                reasons[r] = reasons.get(r, 0) + n
-        reason = "+".join(sorted(reasons, key=lambda r: -reasons[r])) or None
-        for k, v in (("ts_ns", now_ns), ("source", "recorder"), ("events", sum(self.rows.values())),
-                     ("dropped", self.writer.dropped_rows), ("drop_reason", reason), ("lag_ns", self.max_lag_ns),
-                     ("recorder_cpu_usec", _cpu_usec()), ("recorder_rss_bytes", _rss_bytes())):
-            cols[k].append(v)
+        b = stats_batch(now_ns, self.states, self.writer, sum(self.rows.values()), self.max_lag_ns)
         self.max_lag_ns = 0
-        return batch("recorder_stats", cols)
+        return b
 
     def _sync_manifest_sources(self) -> None:
         m = self.writer.manifest
@@ -360,23 +233,17 @@ class Recorder:
     def run(self) -> dict:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest["start_ns"]
-        handlers = {signal.SIGINT: self.request_stop, signal.SIGTERM: self.request_stop,
-                    signal.SIGUSR1: self.request_snapshot}
-        old = {s: signal.signal(s, h) for s, h in handlers.items()}
         failure: BaseException | None = None
         try:
-            self._start_sources()
-            _trim_heap()
+            start_sources(self.opts.sources, self.ctx, self.states, self._write)
+            trim_heap()
             self._sync_manifest_sources()
             self.writer.write_manifest()
             self._loop()
         except DiskFull as e:
             failure = e
         finally:
-            for st in self.states:
-                if st.status == "active":
-                    self._stop_source(st)
-                    st.status, st.end_ns = "stopped", boottime_ns()
+            stop_active(self.states, self._write)
             end = boottime_ns()
             try:
                 self._write([("recorder_stats", self._stats_batch(end))])
@@ -384,8 +251,6 @@ class Recorder:
                 self.writer.close(end)
             except DiskFull as e:
                 failure = failure or e
-            for s, h in old.items():
-                signal.signal(s, h)
         if failure is not None:
             raise failure
         return self.writer.manifest
@@ -405,7 +270,7 @@ class Recorder:
             if deadline is not None and now >= deadline:
                 break
             self.max_lag_ns = max(self.max_lag_ns, now - planned)
-            self._poll_all(now)
+            poll_all(self.states, now, self._write)
             if now >= next_stats:
                 self._write([("recorder_stats", self._stats_batch(now))])
                 next_stats = now + self.ctx.interval_ns

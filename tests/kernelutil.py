@@ -115,8 +115,7 @@ def have(cmd: str) -> bool:
 
 def record_during(out: Path, sources: list[str], ctx, seconds: float, workload=None,
                   tick_ns: int = 50_000_000) -> dict:
-    """Record `sources` for `seconds` on this (main) thread, which owns the signal handlers,
-    while workload() runs on another; returns the manifest. An exception in the workload
+    """Record `sources` for `seconds` on this thread while workload() runs on another; returns the manifest. An exception in the workload
     fails the test once the recorder has stopped and closed its tape."""
     import threading
 

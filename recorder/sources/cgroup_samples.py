@@ -80,15 +80,6 @@ def _kept(path: str | None) -> KeptFile | None:
     return KeptFile(path) if path is not None else None
 
 
-def _read_text(kf: KeptFile | None) -> str | None:
-    if kf is None:
-        return None
-    try:
-        return kf.read().decode()
-    except OSError:
-        return None
-
-
 class _Cgroup:
     __slots__ = ("rel", "ident", "ino", "usage", "stat", "mem", "pids", "procs",
                  "quota_path", "period_path", "memmax_path", "cpu_max_path",
@@ -239,6 +230,26 @@ class CgroupSamplesSource(BaseSource):
         return self.counted(self.sample())
 
     def sample(self) -> Batches:
+        order = self._prepare()
+        clock = self.ctx.clock
+        read = self._read
+        rows = []
+        append = rows.append
+        for cg in order:
+            ts = clock()
+            try:
+                append(read(cg, ts))
+            except (OSError, ValueError):
+                row = self._row_with_missing_files(cg, ts)
+                if row is not None:
+                    append(row)
+        if not rows:
+            return []
+        cols = dict(zip(_COLS, map(list, zip(*rows))))
+        return [("cgroup_samples", batch("cgroup_samples", cols))]
+
+    def _prepare(self) -> list[_Cgroup]:
+        """The cgroups to sample, with every notified write applied to their skip state."""
         tree = self.tree
         tree.drain()  # every write completed before this point is now known (skip rule 1)
         with tree.locked():  # the listener marks dirty flags under this lock
@@ -252,71 +263,58 @@ class CgroupSamplesSource(BaseSource):
                 self._attach_writes.clear()
             elif self._attach_writes:
                 self._apply_attach_writes()
-            order = list(self._order)
-        clock = self.ctx.clock
-        v2 = self.v2
-        main = self.main
-        rule3, zero_pids, zero_procs = self._rule3, self._zero_pids, self._zero_procs
-        rows = []
-        append = rows.append
-        for cg in order:
-            ts = clock()
-            try:
-                dirty = cg.dirty
-                if dirty:
-                    self._read_config(cg)
-                if v2:
-                    st = cg.stat
-                    if st is not None:
-                        s = cf.parse_cpu_stat(st.read().decode())
-                        usage, stat = s["cpu_usage_usec"], (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
-                    else:
-                        usage, stat = None, _NO_STAT
-                else:
-                    u = cg.usage
-                    usage = int(u.read(64)) // 1000 if u is not None else None
-                    st = cg.stat
-                    if st is None:
-                        stat = _NO_STAT
-                    elif cg.quota is None and not dirty and cg.last_stat is not None:
-                        stat = cg.last_stat  # skip rule 2: unlimited, counters frozen
-                    else:
-                        s = cf.parse_cpu_stat(st.read().decode())
-                        stat = cg.last_stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
-                        if cg.quota is None:
-                            st.close()  # not read again while unlimited: keep the fd budget for hot files
-                m = cg.mem
-                mem = int(m.read(64)) if m is not None else None
-                p = cg.pids
-                if p is None:
-                    pids = None
-                elif cg.pids_zero:
-                    pids = 0  # skip rule 4
-                else:
-                    pids = int(p.read(64))
-                    if pids == 0 and zero_pids:
-                        cg.pids_zero = True
-                        p.close()  # not read while zero: the fd budget goes to the files read every time
-                pr = cg.procs
-                if pr is None:
-                    nprocs = None
-                elif cg.procs_zero or (pids == 0 and rule3):
-                    nprocs = 0  # skip rules 4 and 3
-                else:
-                    nprocs = cf.count_procs(pr.read())
-                    if nprocs == 0 and zero_procs:
-                        cg.procs_zero = True
-                        pr.close()
-            except (OSError, ValueError):
-                row = self._row_with_missing_files(cg, ts)
-                if row is not None:
-                    append(row)
-                continue
-            append((ts, main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs, *cg.ident))
-        if not rows:
-            return []
-        cols = dict(zip(_COLS, map(list, zip(*rows))))
-        return [("cgroup_samples", batch("cgroup_samples", cols))]
+            return list(self._order)
+
+    def _read(self, cg: _Cgroup, ts: int) -> tuple:
+        """One row of a cgroup; OSError/ValueError when a file is missing or the cgroup went away."""
+        dirty = cg.dirty
+        if dirty:
+            self._read_config(cg)
+        usage, stat = self._read_cpu(cg, dirty)
+        m = cg.mem
+        mem = int(m.read(64)) if m is not None else None
+        p = cg.pids
+        if p is None:
+            pids = None
+        elif cg.pids_zero:
+            pids = 0  # skip rule 4
+        else:
+            pids = int(p.read(64))
+            if pids == 0 and self._zero_pids:
+                cg.pids_zero = True
+                p.close()  # not read while zero: the fd budget goes to the files read every time
+        pr = cg.procs
+        if pr is None:
+            nprocs = None
+        elif cg.procs_zero or (pids == 0 and self._rule3):
+            nprocs = 0  # skip rules 4 and 3
+        else:
+            nprocs = cf.count_procs(pr.read())
+            if nprocs == 0 and self._zero_procs:
+                cg.procs_zero = True
+                pr.close()
+        return (ts, self.main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs,
+                *cg.ident)
+
+    def _read_cpu(self, cg: _Cgroup, dirty: bool) -> tuple[int | None, tuple]:
+        """(usage in usec, (nr_periods, nr_throttled, throttled_usec))."""
+        st = cg.stat
+        if self.v2:
+            if st is None:
+                return None, _NO_STAT
+            s = cf.parse_cpu_stat(st.read().decode())
+            return s["cpu_usage_usec"], (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+        u = cg.usage
+        usage = int(u.read(64)) // 1000 if u is not None else None
+        if st is None:
+            return usage, _NO_STAT
+        if cg.quota is None and not dirty and cg.last_stat is not None:
+            return usage, cg.last_stat  # skip rule 2: unlimited, counters frozen
+        s = cf.parse_cpu_stat(st.read().decode())
+        stat = cg.last_stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+        if cg.quota is None:
+            st.close()  # not read again while unlimited: keep the fd budget for hot files
+        return usage, stat
 
     def _apply_attach_writes(self) -> None:
         """A write to cgroup.procs/tasks may have moved tasks in: re-read the counts it can change."""

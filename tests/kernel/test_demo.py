@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from kernelutil import have, require, require_root
+
+pytestmark = pytest.mark.kernel
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from kernelutil import require
 
 from nodetape import api
+
+pytestmark = pytest.mark.kernel
 
 
 def _cli(*args, **kw):

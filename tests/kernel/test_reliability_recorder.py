@@ -16,10 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from kernelutil import have, require, require_root
 
 from nodetape import api
 from nodetape.core.clock import boottime_ns
+
+pytestmark = pytest.mark.kernel
 
 NOBODY = 65534
 
