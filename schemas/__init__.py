@@ -86,10 +86,6 @@ def batch(name: str, columns: Mapping[str, Any]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=t.schema)
 
 
-def empty_table(name: str) -> pa.Table:
-    return pa.Table.from_batches([], schema=schema(name))
-
-
 __all__ = [
     "BOOTTIME_NS",
     "SCHEMA_MAJOR",
@@ -99,7 +95,6 @@ __all__ = [
     "Column",
     "Table",
     "batch",
-    "empty_table",
     "schema",
     "table",
 ]

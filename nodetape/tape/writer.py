@@ -293,12 +293,6 @@ class TapeWriter:
     def due(self) -> bool:
         return self._clock() - self._last_flush >= self.flush_interval_ns
 
-    def maybe_flush(self) -> bool:
-        if self.due():
-            self.flush()
-            return True
-        return False
-
     def flush(self, scheduled: bool = True) -> None:
         # sampled tables first: when the disk fills, the raw streams are what fails
         for buf in sorted(self._buffers.values(), key=lambda b: b.name in RAW_TABLES):

@@ -82,10 +82,6 @@ def parse_memory_limit(text: str) -> int | None:
     return None if v >= V1_NO_LIMIT_FLOOR else v
 
 
-def parse_pids_max(text: str) -> int | None:
-    return parse_memory_limit(text)
-
-
 def parse_cgroup_events(text: str) -> dict[str, int]:
     """v2 cgroup.events: {'populated': 0|1, 'frozen': 0|1} (frozen only on kernels with the freezer)."""
     return parse_flat_keyed(text)

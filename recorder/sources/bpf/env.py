@@ -284,10 +284,3 @@ def bpf_environment() -> dict:
         env["tracefs"] = None
     env["headers"] = _headers_used
     return env
-
-
-def load_bpf(text: str, cflags: list[str] | None = None):
-    """Compile and load a bcc program with the environment prepared (call in start())."""
-    probe_bpf()
-    bcc = import_bcc()
-    return bcc.BPF(text=text, cflags=list(cflags or []))
