@@ -173,3 +173,43 @@ def test_cstr_cuts_at_the_first_nul_of_a_reused_buffer():
     a = np.array([stale, b"/x\0", b"full-width-no-nul", "ünï/cödé".encode() + b"\0junk"], dtype="S40")
     assert cstr(a) == ["/a/b", "/x", "full-width-no-nul", "ünï/cödé"]
     assert cstr(np.array([], dtype="S8")) == []
+
+
+def _btf(types: list[tuple[str, int, int, int, bytes]]) -> bytes:
+    """A literal BTF blob: (name, kind, vlen, size_or_type, extra bytes) per type, ids from 1."""
+    strs, offs = b"\0", []
+    for name, *_ in types:
+        offs.append(len(strs) if name else 0)
+        if name:
+            strs += name.encode() + b"\0"
+    body = b"".join(struct.pack("<III", off, kind << 24 | vlen, st) + extra
+                    for off, (_, kind, vlen, st, extra) in zip(offs, types))
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strs)) + body + strs
+
+
+def test_btf_func_id_names_only_functions():
+    from nodetape.recorder.sources.bpf.btf import Btf
+
+    blob = _btf([("int", 1, 0, 4, struct.pack("<I", 32)),        # 1: INT (4 extra bytes)
+                 ("throttle_cfs_rq", 4, 0, 0, b""),              # 2: a STRUCT of that name: not a function
+                 ("", 13, 0, 1, b""),                            # 3: FUNC_PROTO returning int
+                 ("throttle_cfs_rq", 12, 0, 3, b""),             # 4: the FUNC
+                 ("throttle_cfs_rq_x", 12, 0, 3, b"")])          # 5: a longer name sharing the prefix
+    btf = Btf(blob)
+    assert btf.func_id("throttle_cfs_rq") == 4
+    assert btf.func_id("throttle_cfs_rq_x") == 5
+    assert btf.func_id("throttle_cfs") is None
+    assert btf.struct_ids("throttle_cfs_rq") == [2]
+
+
+def test_kprobe_check_reads_the_pmu_and_tracefs(tmp_path):
+    from nodetape.recorder.sources.bpf.throttle_probe import kprobe_check
+
+    pmu = tmp_path / "kprobe" / "type"
+    assert "no kprobe PMU" in kprobe_check(str(pmu), (tmp_path / "tracing",))
+    (tmp_path / "tracing").mkdir()
+    (tmp_path / "tracing" / "kprobe_events").write_text("")
+    assert "offers" in kprobe_check(str(pmu), (tmp_path / "tracing",))
+    pmu.parent.mkdir()
+    pmu.write_text("6\n")
+    assert "kprobe PMU" in kprobe_check(str(pmu), ()) and "offers" in kprobe_check(str(pmu), ())

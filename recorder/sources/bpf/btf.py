@@ -4,7 +4,8 @@ The only headers here are Debian's 6.1 ones while the kernel is 6.18, so a
 struct field read through the headers' layout would read the wrong bytes.
 The kernel describes its own layout in /sys/kernel/btf/vmlinux; we read the
 few offsets we need (task_struct.exit_code, sk_buff.dev, net_device.ifindex)
-from it and pass them to the BPF program as constants.
+from it and pass them to the BPF program as constants. It also gives the type
+id of a kernel function (BTF_KIND_FUNC), which an fentry program names.
 
 Format: Documentation/bpf/btf.rst (header, type section, string section).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 
-_STRUCT, _UNION = 4, 5
+_STRUCT, _UNION, _FUNC = 4, 5, 12
 # extra bytes after the 12-byte btf_type, per kind: (fixed, per vlen item)
 _EXTRA = {1: (4, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 13: (0, 8), 14: (4, 0),
           15: (0, 12), 17: (4, 0), 19: (0, 12)}
@@ -60,6 +61,15 @@ class Btf:
                     idx.setdefault(self.name(name_off), []).append(tid)
             self._by_name = idx
         return self._by_name.get(name, [])
+
+    def func_id(self, name: str) -> int | None:
+        """The type id of kernel function `name` (what an fentry program attaches to), if the kernel has it."""
+        want, data, strs, unpack = name.encode() + b"\0", self.data, self.strs, struct.unpack_from
+        for tid, pos in enumerate(self.offsets[1:], 1):
+            name_off, info = unpack("<II", data, pos)
+            if info >> 24 & 0x1F == _FUNC and data.startswith(want, strs + name_off):
+                return tid
+        return None
 
     def _resolve(self, tid: int) -> int:
         while tid:
