@@ -34,7 +34,7 @@ from pathlib import Path
 from nodetape.core import hostinfo
 from nodetape.core.clock import boottime_ns, clock_pair
 from nodetape.core.errors import UserError
-from nodetape.schemas import SCHEMA_VERSION, batch
+from nodetape.schemas import SCHEMA_VERSION
 from nodetape.tape.format import add_clock_pair, new_manifest
 from nodetape.tape.fs import atomic_write_json
 from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
