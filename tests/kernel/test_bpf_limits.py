@@ -135,7 +135,8 @@ def test_no_bcc_bpf_sources_unavailable_others_record(tmp_path, monkeypatch):
     # no bcc anywhere: not importable from the venv, no distribution folder
     for k in [k for k in sys.modules if k == "bcc" or k.startswith("bcc.")]:
         monkeypatch.delitem(sys.modules, k)
-    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, bpf_env._BccFinder)])
+    # by name: the venv's .pth loads bcc_finder by file path, so its finder's class is another object
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if type(f).__name__ != "BccFinder"])
     monkeypatch.setattr(bpf_env, "bcc_search_dirs", [str(tmp_path / "nowhere")])
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "dist-packages" not in p])
     monkeypatch.setattr(bpf_env, "effective_caps", lambda *a: 1 << bpf_env.CAP_SYS_ADMIN)

@@ -97,11 +97,11 @@ class ThrottleProbeSource(BpfSource):
     name = "throttle-probe"
     tables = ()
     summary = "CFS throttle moments from a kprobe/fentry on throttle_cfs_rq, where the kernel permits it"
-    needs = "root (CAP_BPF + CAP_PERFMON), a kernel with kprobes (CONFIG_KPROBE_EVENTS) or BTF and fentry"
 
     def probe(self, ctx: RecordContext) -> None:
-        bpf_env.check_privileges()
-        raise SourceUnavailable(f"cannot trace {FUNC}: {kprobe_check()}; {fentry_check()}")
+        super().probe(ctx)  # privileges and bcc, as every eBPF source: what recording it would need
+        tracefs = bpf_env.tracefs_path()  # kprobe_events lives there
+        raise SourceUnavailable(f"cannot trace {FUNC}: {kprobe_check(tracefs_dirs=(tracefs,))}; {fentry_check()}")
 
     def start(self, ctx: RecordContext) -> Batches:
         self.probe(ctx)
