@@ -8,9 +8,11 @@ One watch per cgroup directory (IN_CREATE, IN_DELETE, IN_MODIFY, only dirs):
   "notify" file (cgroup.events, memory.events: cgroup_file_notify()).
 
 The kernel ABI is inotify.py (watchdog's ctypes system calls, our own event
-parser). We do not use watchdog's observer thread: a consumer must be able to `drain()` synchronously, so that everything written
-before the drain is known when it reads (the samples source relies on that to
-skip config files that were not written, see docs/sources/samples.md).
+parser). We do not use watchdog's observer thread: a consumer must be able to
+`drain()` synchronously, so that everything written before the drain is known
+when it reads (the samples source relies on that to skip config files that
+were not written, see docs/sources/samples.md). tree_reader.py is the thread
+that drains as events come.
 
 IN_Q_OVERFLOW (the kernel queue, fs.inotify.max_queued_events, was full) means
 events were lost: listeners get an 'overflow' call, then the tree is rescanned:
@@ -60,6 +62,7 @@ Key = tuple[str, str]  # (hierarchy, relative path '/...')
 # kind: 'created', 'removed', 'modified' (name = file name), 'seen' (rescan), 'overflow'
 # (events were lost; a rescan starts), 'rescanned' (a known cgroup visited by that rescan)
 Listener = Callable[[int, str, str, str, str | None, int | None, str], None]
+
 
 def _join(rel: str, name: str) -> str:
     return f"/{name}" if rel == "/" else f"{rel}/{name}"
