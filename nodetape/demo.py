@@ -85,13 +85,14 @@ class _PlainCgroup:
 
 
 def _render(table, title: str) -> None:
-    from .output import render_table, terminal_width
+    from .output import print_table
 
     print(f"\n{title}")
     if table.num_rows == 0:
         print("  (no rows)")
         return
-    print(render_table(table, max_width=terminal_width()), end="")
+    sys.stdout.flush()
+    print_table(table)
 
 
 def _bar(pct: float | None, width: int = 20) -> str:
@@ -108,14 +109,15 @@ def explain(tape: Path, pod_uid: str, container_id: str) -> tuple[int, float | N
 
     from . import api
 
-    births = api.query([tape], "pod_births")
+    db = api.open(tape)
+    births = db.query("pod_births")
     births = births.filter(pc.equal(births["pod_uid"], pod_uid))
     births = births.select(["container_id", "stage", "ts", "offset_ms", "detail"])
     short = [c[:12] + "…" if c else "(pod)" for c in births["container_id"].to_pylist()]
     births = births.set_column(0, "container", pa.array(short, pa.string()))
     _render(births, f"Birth certificate of pod {pod_uid} (pod_births):")
 
-    tl = api.query([tape], "throttle_timeline", {"window": "1s"})
+    tl = db.query("throttle_timeline", window="1s")
     tl = tl.filter(pc.equal(tl["container_id"], container_id))
     pct = tl["throttle_pct"].to_pylist()
     view = pa.table({

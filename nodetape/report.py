@@ -13,9 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import api
-from nodetape.core.errors import UserError
 from nodetape.core.durations import format_duration_ns
+from nodetape.core.errors import UserError
 
 BARS = "▁▂▃▄▅▆▇█"
 MAX_WINDOWS = 90  # a chart wider than a terminal is unreadable: the window grows instead
@@ -48,10 +47,10 @@ def _window_for(duration_ns: int) -> int:
     return w
 
 
-def collect(paths: list[Path]) -> ReportData:
-    tapes = api.open(paths)
+def collect(db) -> ReportData:
+    """The report's data from opened tapes (a nodetape.api.Tapes: its tapes and its queries)."""
     infos = []
-    for t in tapes:
+    for t in db.tapes:
         m = t.manifest
         start, end = m.get("start_ns"), m.get("end_ns") or m.get("last_flush_ns") or m.get("start_ns")
         off = t.offset_ns
@@ -62,14 +61,14 @@ def collect(paths: list[Path]) -> ReportData:
         })
     window = _window_for(max((i["duration_ns"] for i in infos), default=0))
     wparam = format_duration_ns(window)
-    births = api.query(paths, "pod_births").to_pylist()
+    births = db.query("pod_births").to_pylist()
     series: dict[tuple, Series] = {}
-    for r in api.query(paths, "throttle_timeline", {"window": wparam}).to_pylist():
+    for r in db.query("throttle_timeline", window=wparam).to_pylist():
         key = (r["host"], r["cgroup_path"])
         s = series.get(key) or series.setdefault(key, Series(r["cgroup_path"], r["pod_uid"], r["container_id"], r["host"]))
         s.rows.append(r)
     throttled = [s for s in series.values() if any((r["nr_throttled"] or 0) > 0 for r in s.rows)]
-    psi = api.query(paths, "psi_timeline", {"window": wparam, "scope": "system"}).to_pylist()
+    psi = db.query("psi_timeline", window=wparam, scope="system").to_pylist()
     return ReportData(infos, window, births, throttled, len(series) - len(throttled), psi)
 
 
@@ -139,8 +138,8 @@ def render_text(d: ReportData) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def run_report(tapes, html) -> None:
-    data = collect([Path(t) for t in tapes])
+def write_report(data: ReportData, html: Path | None) -> None:
+    """The text report on stdout; with `html`, also the page."""
     sys.stdout.write(render_text(data))
     if html:
         from .report_html import render_html
