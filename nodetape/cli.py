@@ -276,9 +276,15 @@ def report(
 
       nodetape report /tmp/tape --html report.html
     """
-    from .report import write_report
+    from .report import render_text
 
-    write_report(_open(tapes).report(), html)
+    data = _open(tapes).report()
+    sys.stdout.write(render_text(data))
+    if html:
+        from .report_html import write_html
+
+        write_html(data, html)
+        sys.stdout.write(f"\nwrote {html}\n")
 
 
 # -- doctor ------------------------------------------------------------------

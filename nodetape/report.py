@@ -9,12 +9,9 @@ from the named queries, so the report never says more than `nodetape query`.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nodetape.core.durations import format_duration_ns
-from nodetape.core.errors import UserError
 
 BARS = "▁▂▃▄▅▆▇█"
 MAX_WINDOWS = 90  # a chart wider than a terminal is unreadable: the window grows instead
@@ -136,16 +133,3 @@ def render_text(d: ReportData) -> str:
             out.append(f"  psi cpu     |{sparkline(psi, 100)}|  max some avg10 {max(p for p in psi if p is not None):.1f}%")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def write_report(data: ReportData, html: Path | None) -> None:
-    """The text report on stdout; with `html`, also the page."""
-    sys.stdout.write(render_text(data))
-    if html:
-        from .report_html import render_html
-
-        try:
-            Path(html).write_text(render_html(data), encoding="utf-8")
-        except OSError as e:
-            raise UserError(f"--html {html}: cannot write: {e.strerror}") from None
-        sys.stdout.write(f"\nwrote {html}\n")

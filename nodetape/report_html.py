@@ -4,9 +4,11 @@ external resource) so it opens offline and can be attached to an incident."""
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 from nodetape.core.durations import format_duration_ns
-from .report import ReportData, _group_births, _short
+from nodetape.core.errors import UserError
+from nodetape.report import ReportData, _group_births, _short
 
 STAGE_COLORS = {
     "cgroup_created": "#4e79a7", "process_attached": "#f28e2b", "namespaces_isolated": "#76b7b2",
@@ -172,3 +174,11 @@ def render_html(d: ReportData) -> str:
         out.append(timeseries_svg(times, series, top, "%"))
     out.append("</body></html>\n")
     return "\n".join(out)
+
+
+def write_html(d: ReportData, path: Path) -> None:
+    """The page into `path`; a path that cannot be written is bad input naming it."""
+    try:
+        Path(path).write_text(render_html(d), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--html {path}: cannot write: {e.strerror}") from None

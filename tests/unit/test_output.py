@@ -55,3 +55,40 @@ def test_text_formats_are_stable():
     write_json(t, js)
     assert csv.getvalue() == "a,f\n1,0.123457\n,2e+07\n"
     assert js.getvalue() == '[\n  {"a": 1, "f": 0.1234567},\n  {"a": null, "f": 20000000.0}\n]\n'
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _recorder():
+    from types import SimpleNamespace as NS
+
+    from nodetape.core.clock import boottime_ns
+
+    state = NS(source=NS(stats=NS(dropped=2)), status="active")
+    return NS(start_ns=boottime_ns(), rows={"cgroup_samples": 1200, "recorder_stats": 5}, states=[state], writer=None)
+
+
+def test_live_progress_redraws_one_line_on_a_terminal_and_clears_it():
+    from nodetape.progress import LiveProgress
+
+    term = _Terminal()
+    live = LiveProgress(term)
+    live(_recorder())
+    live(_recorder())
+    live.finish()
+    out = term.getvalue()
+    assert out.count("cgroup_samples 1,200  drops 2") >= 2 and "recorder_stats" not in out
+    assert out.endswith("\x1b[2K")  # the line is gone when recording ends
+
+
+def test_live_progress_is_silent_off_a_terminal():
+    from nodetape.progress import LiveProgress
+
+    piped = io.StringIO()
+    live = LiveProgress(piped)
+    live(_recorder())
+    live.finish()
+    assert piped.getvalue() == ""
