@@ -78,43 +78,34 @@ def record(
     from . import api
     from .progress import LiveProgress, print_summary
 
-    options = {}
-    if psi_trigger:
-        options["psi_triggers"] = list(psi_trigger)
-    if psi_trigger_cgroup:
-        options["psi_trigger_cgroups"] = list(psi_trigger_cgroup)
-    if cgroup:
-        options["cgroup_globs"] = list(cgroup)
+    options = {key: list(v) for key, v in (("psi_triggers", psi_trigger), ("psi_trigger_cgroups", psi_trigger_cgroup),
+                                            ("cgroup_globs", cgroup)) if v}
     max_bytes = opts.size(max_size, "--max-size")
-    if sources is None and cgroup_root != Path(DEFAULT_CGROUP_ROOT):
-        # eBPF, /proc and net sources watch the host, whatever the folder: they would mix
-        # the host's rows into a recording of a re-enacted tree
-        sources = FOLDER_SOURCES
-        if not quiet and cgroup_root.is_dir():  # (a missing folder is the error to say instead)
-            print(f"--cgroup-root {cgroup_root}: recording {sources} (the host's eBPF and /proc sources "
-                  "only with --sources)", file=sys.stderr)
+    sources = _default_sources(sources, cgroup_root, quiet)
     live = None if quiet else LiveProgress(sys.stderr)
     manifest = api.record(
-        out,
-        duration_ns=opts.duration(duration, "--duration"),
-        interval_ns=opts.duration(interval, "--interval"),
-        flush_ns=opts.duration(flush, "--flush"),
-        sources=sources,
-        cgroup_root=cgroup_root,
-        proc_root=proc_root,
-        sys_root=sys_root,
-        options=options,
-        progress=live,
-        retain_ns=opts.duration(retain, "--retain"),
-        max_tape_bytes=max_bytes,
-        snapshot_on=list(snapshot_on or []),
-        snapshot_dir=snapshot_dir,
+        out, duration_ns=opts.duration(duration, "--duration"), interval_ns=opts.duration(interval, "--interval"),
+        flush_ns=opts.duration(flush, "--flush"), sources=sources, cgroup_root=cgroup_root, proc_root=proc_root,
+        sys_root=sys_root, options=options, progress=live, retain_ns=opts.duration(retain, "--retain"),
+        max_tape_bytes=max_bytes, snapshot_on=list(snapshot_on or []), snapshot_dir=snapshot_dir,
         snapshot_cooldown_ns=opts.duration(snapshot_cooldown, "--snapshot-cooldown"),
     )
     if live:
         live.finish()
     if not quiet:
         print_summary(out, manifest, sys.stderr)
+
+
+def _default_sources(sources: str | None, cgroup_root: Path, quiet: bool) -> str | None:
+    """On another --cgroup-root, only the sources that read the cgroup folder, unless --sources says."""
+    if sources is not None or cgroup_root == Path(DEFAULT_CGROUP_ROOT):
+        return sources
+    # eBPF, /proc and net sources watch the host, whatever the folder: they would mix
+    # the host's rows into a recording of a re-enacted tree
+    if not quiet and cgroup_root.is_dir():  # (a missing folder is the error to say instead)
+        print(f"--cgroup-root {cgroup_root}: recording {FOLDER_SOURCES} (the host's eBPF and /proc sources "
+              "only with --sources)", file=sys.stderr)
+    return FOLDER_SOURCES
 
 
 # -- snapshot ----------------------------------------------------------------

@@ -187,6 +187,11 @@ def run_demo(out: Path | None = None, seconds: float = 6.0, bpf: bool = True) ->
         shutil.rmtree(bundle, ignore_errors=True)
     _say("recording stopped")
     stages, worst = explain(out, pod_uid, container_id)
+    _print_next(out, container_id, worst)
+    return 0 if stages else 1
+
+
+def _print_next(out: Path, container_id: str, worst: float | None) -> None:
     print()
     if worst is not None:
         print(f"The container asked for a whole core and got 0.2: it was throttled in up to {worst:.0f}% "
@@ -198,4 +203,3 @@ def run_demo(out: Path | None = None, seconds: float = 6.0, bpf: bool = True) ->
     print(f"  nodetape sql {out} \"SELECT ts, hierarchy, nr_periods, nr_throttled FROM cgroup_samples "
           f"WHERE container_id = '{container_id}' ORDER BY ts\"")
     print(f"  nodetape replay {out} --tables cgroup_events --max | head")
-    return 0 if stages else 1
