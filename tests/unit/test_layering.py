@@ -145,3 +145,13 @@ def test_no_import_cycle_between_folders():
 def test_the_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_readme_layout_names_the_tree():
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("## Layout"):].split("```")[1]
+    for name in ("nodetape/core/", "nodetape/tape/", *(f"{f}/" for f in FOLDERS)):
+        assert name in block, name
+    top = sorted(p.name for p in (REPO / "nodetape").glob("*.py") if p.name != "__init__.py")
+    missing = [n for n in top if n not in block]
+    assert not missing, f"README Layout does not name: {missing}"
