@@ -111,6 +111,7 @@ class Tapes:
     In the style of sqlite-utils' Database: `nodetape.open(path, ...)` returns one;
     `.sql()`, `.query()`, `.report()` share its connection, `.events()` its opened
     tapes. Results are Arrow tables (`.to_pandas()`, `polars.from_arrow()` from there).
+    Use it from one thread at a time, as a DuckDB connection (open one per thread).
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], *, allow_damaged: bool = False):
