@@ -41,6 +41,7 @@ def test_checked_in_fixture_keeps_its_promise(name):
     assert '"closed": true' in manifest
 
 
+@pytest.mark.kernel  # real runc containers and cgroups: serialized with the other kernel tests
 def test_recording_the_fixtures_again_gives_the_same_shapes(tmp_path):
     require_root()
     require(have("runc") and Path("/bin/busybox").exists(), "needs runc and busybox-static")
