@@ -153,11 +153,11 @@ def generate(out, rows: int, seed: int = 1) -> dict:
 
 _TIMER = r"""
 import json, resource, sys, time
-from nodetape import api
+import nodetape
 tape, name, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 times, rows = [], None
 for _ in range(reps):
-    t = time.perf_counter(); out = api.query(tape, name); times.append(time.perf_counter() - t); rows = out.num_rows
+    t = time.perf_counter(); out = nodetape.open(tape).query(name); times.append(time.perf_counter() - t); rows = out.num_rows
 print("\n" + json.dumps({"times": times, "rows": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

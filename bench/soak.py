@@ -91,7 +91,7 @@ def _load(seconds: float, work: Path):
 
 def run(minutes: float = 30.0, out: Path | None = None, sample_s: float = 5.0, retain: str = "5m",
         max_size: str = "200M") -> dict:
-    from nodetape import api
+    import nodetape
 
     work = out or WORK / f"soak-{int(time.time())}"
     tape = work / "tape"
@@ -117,8 +117,8 @@ def run(minutes: float = 30.0, out: Path | None = None, sample_s: float = 5.0, r
                     next_sample += sample_s
                 if now >= next_query:
                     try:
-                        api.sql([tape], "SELECT count(*) FROM psi_samples WHERE ts > now() - INTERVAL 1 MINUTE")
-                        api.query([tape], "throttle_timeline")
+                        nodetape.open([tape]).sql("SELECT count(*) FROM psi_samples WHERE ts > now() - INTERVAL 1 MINUTE")
+                        nodetape.open([tape]).query("throttle_timeline")
                         queries += 1
                     except Exception as e:  # noqa: BLE001 - counted and reported
                         failures += 1
@@ -139,7 +139,7 @@ def run(minutes: float = 30.0, out: Path | None = None, sample_s: float = 5.0, r
     rss_last = statistics.median(s[1] for s in last)
     cpu = (samples[-1][2] - samples[0][2]) / max(1e-9, samples[-1][0] - samples[0][0])
     t_open = time.perf_counter()
-    rows = api.sql([tape], "SELECT count(*) AS n FROM recorder_stats").to_pylist()[0]["n"]
+    rows = nodetape.open([tape]).sql("SELECT count(*) AS n FROM recorder_stats").to_pylist()[0]["n"]
     open_s = time.perf_counter() - t_open
     tape_bytes = sum(f.stat().st_size for f in tape.rglob("*.parquet"))
     result = {

@@ -101,10 +101,15 @@ def _check_psi_triggers(options: dict, proc_root) -> None:
 
 
 # -- reading -----------------------------------------------------------------
-def open(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Tape]:  # noqa: A001 - mirrors a file API
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    return open_tapes([Path(p) for p in paths])
+def _paths(tapes) -> list[Path]:
+    """Flatten `open("a", "b")`, `open(["a", "b"])` and `open(Path("a"))` into one list."""
+    out: list[Path] = []
+    for t in tapes:
+        if isinstance(t, (str, os.PathLike)):
+            out.append(Path(t))
+        else:
+            out.extend(Path(p) for p in t)
+    return out
 
 
 def _duck_error_line(e: Exception) -> str:
@@ -112,30 +117,98 @@ def _duck_error_line(e: Exception) -> str:
     return msg[0] if msg else type(e).__name__
 
 
-def sql(paths, query: str, params: dict | None = None) -> pa.Table:
-    """Run SQL over the tapes' views; a bad statement is a QueryError with DuckDB's first line."""
-    import duckdb
+class Tapes:
+    """One or several tapes opened once, with one DuckDB connection over their views.
 
-    con = connect(open(paths))
-    try:
-        rel = con.sql(query, params=params or None)
-        if rel is None:  # a statement without a result (SET, CREATE ...)
-            return pa.table({})
-        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-    except duckdb.Error as e:
-        raise QueryError(f"SQL error: {_duck_error_line(e)}") from None
+    In the style of sqlite-utils' Database: `nodetape.open(path, ...)` returns one;
+    `.sql()`, `.query()`, `.report()` share its connection, `.events()` its opened
+    tapes. Results are Arrow tables (`.to_pandas()`, `polars.from_arrow()` from there).
+    Use it from one thread at a time, as a DuckDB connection (open one per thread).
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], *, allow_damaged: bool = False):
+        self.paths = [Path(p) for p in paths]
+        self.allow_damaged = allow_damaged
+        self.tapes: list[Tape] = self._open()
+        self._con = None
+
+    def _open(self) -> list[Tape]:
+        """The one place tapes (later a fleet store) are opened and validated."""
+        # the keyword is passed only when asked for: a reader without it still serves the default
+        extra = {"allow_damaged": True} if self.allow_damaged else {}
+        return open_tapes(self.paths, **extra)
+
+    @property
+    def con(self):
+        """The DuckDB connection: one view per table over all tapes, the query macros registered."""
+        if self._con is None:
+            from nodetape.queries.macros import register
+
+            self._con = register(connect(self.tapes))
+        return self._con
+
+    def sql(self, text: str, params: dict | Sequence | None = None) -> pa.Table:
+        """Run SQL over the tapes' views; a bad statement is a QueryError with DuckDB's first line."""
+        import duckdb
+
+        try:
+            rel = self.con.sql(text, params=params or None)
+            if rel is None:  # a statement without a result (SET, CREATE ...)
+                return pa.table({})
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        except duckdb.Error as e:
+            raise QueryError(f"SQL error: {_duck_error_line(e)}") from None
+
+    def query(self, name: str, **params) -> pa.Table:
+        """Run a named query; parameters as text, as on the command line (window="5s", top="3")."""
+        from nodetape.queries import get
+
+        q = get(name)
+        return self.sql(q.sql, q.bind({k: str(v) for k, v in params.items()}))
+
+    def events(self, from_=None, to=None, tables=None, cgroup: str | None = None, pod: str | None = None):
+        """The replay stream over these tapes: Events in time order (see nodetape.replay.stream)."""
+        from nodetape.replay.stream import Replay
+
+        return Replay(self.tapes).events(from_, to, tables, cgroup, pod)
+
+    def report(self):
+        """What `nodetape report` shows, as data (nodetape.report.ReportData)."""
+        from .report import collect
+
+        return collect(self)
+
+    def info(self) -> list[dict]:
+        """`nodetape info --json`: one summary per tape."""
+        from .info import summary
+
+        return [summary(t) for t in self.tapes]
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Tapes:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Tapes {', '.join(map(str, self.paths))}>"
 
 
-def query(paths, name: str, params: dict[str, str] | None = None) -> pa.Table:
-    from .queries import get
+def open(*tapes: str | os.PathLike | Sequence[str | os.PathLike], allow_damaged: bool = False) -> Tapes:  # noqa: A001
+    """Open tapes once: `nodetape.open("/tmp/tape")`, `nodetape.open("node1", "node2")` or a list.
 
-    q = get(name)
-    bound = q.bind(params or {})
-    return sql(paths, q.sql, bound)
+    A damaged closed tape raises TapeError naming the part unless `allow_damaged`.
+    """
+    return Tapes(_paths(tapes), allow_damaged=allow_damaged)
 
 
 def list_queries():
-    from .queries import catalog
+    from nodetape.queries import catalog
 
     return list(catalog().values())
 

@@ -7,14 +7,15 @@ NODETAPE_DEBUG=1.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from nodetape.core.errors import NodetapeError, UserError
+from nodetape import cli_options as opts
+from nodetape.cli_options import FormatOpt, OutputOpt
+from nodetape.core.errors import UserError
 
 app = typer.Typer(
     name="nodetape",
@@ -31,47 +32,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table, csv, json, jsonl or parquet.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")]
-
-
-def _duration(text: str | None, option: str) -> int | None:
-    from nodetape.core.durations import parse_duration_ns
-
-    if text is None:
-        return None
-    try:
-        ns = parse_duration_ns(text)
-    except ValueError as e:
-        raise UserError(f"{option}: {e}") from None
-    if ns <= 0:
-        raise UserError(f"{option}: must be positive, got {text!r}")
-    return ns
-
-
-def _emit(table, fmt: str, output: Path | None) -> None:
-    from . import output as out
-
-    if fmt not in out.FORMATS:
-        raise UserError(f"--format: unknown format {fmt!r} (formats: {', '.join(out.FORMATS)})")
-    try:
-        out.write(table, fmt, output)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    except OSError as e:
-        raise UserError(f"{output}: cannot write: {e.strerror}") from None
-
-
-def _params(items: list[str] | None) -> dict[str, str]:
-    params = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--param {item!r}: expected KEY=VALUE")
-        params[key.strip()] = value
-    return params
-
 
 # -- record ------------------------------------------------------------------
 DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
@@ -118,47 +78,17 @@ def record(
     from . import api
     from .progress import LiveProgress, print_summary
 
-    options = {}
-    if psi_trigger:
-        options["psi_triggers"] = list(psi_trigger)
-    if psi_trigger_cgroup:
-        options["psi_trigger_cgroups"] = list(psi_trigger_cgroup)
-    if cgroup:
-        options["cgroup_globs"] = list(cgroup)
-    max_bytes = None
-    if max_size is not None:
-        from nodetape.core.sizes import parse_size
-
-        try:
-            max_bytes = parse_size(max_size)
-        except ValueError as e:
-            raise UserError(f"--max-size: {e}") from None
-        if max_bytes <= 0:
-            raise UserError(f"--max-size: must be positive, got {max_size!r}")
-    if sources is None and cgroup_root != Path(DEFAULT_CGROUP_ROOT):
-        # eBPF, /proc and net sources watch the host, whatever the folder: they would mix
-        # the host's rows into a recording of a re-enacted tree
-        sources = FOLDER_SOURCES
-        if not quiet and cgroup_root.is_dir():  # (a missing folder is the error to say instead)
-            print(f"--cgroup-root {cgroup_root}: recording {sources} (the host's eBPF and /proc sources "
-                  "only with --sources)", file=sys.stderr)
+    options = {key: list(v) for key, v in (("psi_triggers", psi_trigger), ("psi_trigger_cgroups", psi_trigger_cgroup),
+                                            ("cgroup_globs", cgroup)) if v}
+    max_bytes = opts.size(max_size, "--max-size")
+    sources = _default_sources(sources, cgroup_root, quiet)
     live = None if quiet else LiveProgress(sys.stderr)
     rec = api.recorder(
-        out,
-        duration_ns=_duration(duration, "--duration"),
-        interval_ns=_duration(interval, "--interval"),
-        flush_ns=_duration(flush, "--flush"),
-        sources=sources,
-        cgroup_root=cgroup_root,
-        proc_root=proc_root,
-        sys_root=sys_root,
-        options=options,
-        progress=live,
-        retain_ns=_duration(retain, "--retain"),
-        max_tape_bytes=max_bytes,
-        snapshot_on=list(snapshot_on or []),
-        snapshot_dir=snapshot_dir,
-        snapshot_cooldown_ns=_duration(snapshot_cooldown, "--snapshot-cooldown"),
+        out, duration_ns=opts.duration(duration, "--duration"), interval_ns=opts.duration(interval, "--interval"),
+        flush_ns=opts.duration(flush, "--flush"), sources=sources, cgroup_root=cgroup_root, proc_root=proc_root,
+        sys_root=sys_root, options=options, progress=live, retain_ns=opts.duration(retain, "--retain"),
+        max_tape_bytes=max_bytes, snapshot_on=list(snapshot_on or []), snapshot_dir=snapshot_dir,
+        snapshot_cooldown_ns=opts.duration(snapshot_cooldown, "--snapshot-cooldown"),
     )
     manifest = _run_with_signals(rec)
     if live:
@@ -179,6 +109,18 @@ def _run_with_signals(rec) -> dict:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _default_sources(sources: str | None, cgroup_root: Path, quiet: bool) -> str | None:
+    """On another --cgroup-root, only the sources that read the cgroup folder, unless --sources says."""
+    if sources is not None or cgroup_root == Path(DEFAULT_CGROUP_ROOT):
+        return sources
+    # eBPF, /proc and net sources watch the host, whatever the folder: they would mix
+    # the host's rows into a recording of a re-enacted tree
+    if not quiet and cgroup_root.is_dir():  # (a missing folder is the error to say instead)
+        print(f"--cgroup-root {cgroup_root}: recording {FOLDER_SOURCES} (the host's eBPF and /proc sources "
+              "only with --sources)", file=sys.stderr)
+    return FOLDER_SOURCES
 
 
 # -- snapshot ----------------------------------------------------------------
@@ -213,14 +155,13 @@ def info(
     """
     import json
 
-    from . import api
-    from .info import render, summary
+    from .info import render
 
-    opened = api.open(tapes)
+    opened = _open(tapes)
     if json_:
-        print(json.dumps([summary(t) for t in opened], indent=2))
+        print(json.dumps(opened.info(), indent=2))
         return
-    print("\n".join(render(t) for t in opened), end="")
+    print("\n".join(render(t) for t in opened.tapes), end="")
 
 
 # -- query -------------------------------------------------------------------
@@ -253,12 +194,11 @@ def query(
             "parameters": [", ".join(f"{p.name}={p.default}" for p in q.params.values()) for q in qs],
             "description": [q.description for q in qs],
         })
-        _emit(table, fmt, output)
+        opts.emit(table, fmt, output)
         return
     if not args or len(args) < 2:
         raise UserError("query: give TAPE and NAME (or --list to see the queries)")
-    table = api.query(args[:-1], args[-1], _params(param))
-    _emit(table, fmt, output)
+    opts.emit(_open(args[:-1]).query(args[-1], **opts.params(param)), fmt, output)
 
 
 # -- sql ---------------------------------------------------------------------
@@ -276,13 +216,11 @@ def sql(
 
       nodetape sql node1 node2 "SELECT host, max(some_avg10) FROM psi_samples GROUP BY host"
     """
-    from . import api
-
     if len(args) < 2:
         raise UserError("sql: give TAPE and a SQL statement")
     if not args[-1].strip():
         raise UserError("sql: the SQL statement is empty")
-    _emit(api.sql(args[:-1], args[-1]), fmt, output)
+    opts.emit(_open(args[:-1]).sql(args[-1]), fmt, output)
 
 
 # -- replay ------------------------------------------------------------------
@@ -344,9 +282,15 @@ def report(
 
       nodetape report /tmp/tape --html report.html
     """
-    from .report import run_report
+    from .report import render_text
 
-    run_report(tapes, html)
+    data = _open(tapes).report()
+    sys.stdout.write(render_text(data))
+    if html:
+        from .report_html import write_html
+
+        write_html(data, html)
+        sys.stdout.write(f"\nwrote {html}\n")
 
 
 # -- doctor ------------------------------------------------------------------
@@ -358,32 +302,15 @@ def doctor(
 ) -> None:
     """Say what this node can record, and for each source that cannot run, why and how to fix it."""
     from . import api
-    from .recorder.kernelfs.cgroupfs import detect_layout
+    from .doctor import render
 
     rows = api.doctor(cgroup_root, proc_root)
     if fmt:
         import pyarrow as pa
 
-        _emit(pa.Table.from_pylist([{k: (", ".join(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]), fmt, None)
+        opts.emit(pa.Table.from_pylist([{k: (", ".join(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]), fmt, None)
         return
-    layout = detect_layout(cgroup_root)
-    uname = os.uname()
-    print(f"node      {uname.nodename}  kernel {uname.release}  {uname.machine}")
-    print(f"cgroups   {layout.mode}  ({', '.join(sorted(layout.hierarchies)) or 'none found'} under {cgroup_root})")
-    print(f"user      uid {os.geteuid()}{' (root)' if os.geteuid() == 0 else ''}")
-    print()
-    ok = [r for r in rows if r["status"] == "available"]
-    bad = [r for r in rows if r["status"] != "available"]
-    width = max(len(r["source"]) for r in rows)
-    print(f"can record ({len(ok)}):")
-    for r in ok:
-        print(f"  ✓ {r['source']:<{width}}  {r['summary'] or ''}")
-    if bad:
-        print(f"\ncannot record ({len(bad)}):")
-        for r in bad:
-            print(f"  ✗ {r['source']:<{width}}  {r['reason']}")
-            if r["needs"]:
-                print(f"    {'':<{width}}  needs: {r['needs']}")
+    sys.stdout.write(render(rows, cgroup_root))
 
 
 # -- demo --------------------------------------------------------------------
@@ -415,7 +342,7 @@ def schema(
     from .schemas.docs import _type_name
 
     if table is None:
-        _emit(pa.table({
+        opts.emit(pa.table({
             "table": [t.name for t in schemas.TABLES],
             "columns": [len(t.columns) for t in schemas.TABLES],
             "description": [t.doc for t in schemas.TABLES],
@@ -425,7 +352,7 @@ def schema(
         t = schemas.table(table)
     except KeyError as e:
         raise UserError(e.args[0]) from None
-    _emit(pa.table({
+    opts.emit(pa.table({
         "column": [c.name for c in t.columns],
         "type": [_type_name(c.type) for c in t.columns],
         "unit": [c.unit for c in t.columns],
@@ -435,44 +362,17 @@ def schema(
 
 
 # -- entry point ---------------------------------------------------------------
-def _fail(msg: str, code: int) -> int:
-    sys.stderr.write(f"nodetape: error: {msg}\n")
-    return code
+def _open(tapes):
+    """The one place a command opens tapes: one validation, one DuckDB connection."""
+    from . import api
+
+    return api.open(tapes)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by main and by tests)."""
-    command = typer.main.get_command(app)
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        rv = command.main(args=argv, prog_name="nodetape", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
-    except NodetapeError as e:
-        if os.environ.get("NODETAPE_DEBUG") == "1" and not isinstance(e, UserError):
-            raise
-        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
-    except typer.Exit as e:
-        return e.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("nodetape: interrupted\n")
-        return 130
-    except BrokenPipeError:
-        # `nodetape ... | head`: the reader left; not an error
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
-    except Exception as e:
-        # usage errors of the vendored Click (unknown option, missing argument,
-        # bad value) carry exit_code 2 and a one-line message
-        if getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message"):
-            ctx = getattr(e, "ctx", None)
-            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            return _fail(e.format_message().splitlines()[0] + where, 2)
-        if os.environ.get("NODETAPE_DEBUG") == "1":
-            raise
-        return _fail(f"internal error: {type(e).__name__}: {e} (NODETAPE_DEBUG=1 shows the traceback)", 1)
+    return opts.run_command(typer.main.get_command(app), argv)
 
 
 def main() -> None:

@@ -85,13 +85,14 @@ class _PlainCgroup:
 
 
 def _render(table, title: str) -> None:
-    from .output import render_table, terminal_width
+    from .output import print_table
 
     print(f"\n{title}")
     if table.num_rows == 0:
         print("  (no rows)")
         return
-    print(render_table(table, max_width=terminal_width()), end="")
+    sys.stdout.flush()
+    print_table(table)
 
 
 def _bar(pct: float | None, width: int = 20) -> str:
@@ -108,14 +109,15 @@ def explain(tape: Path, pod_uid: str, container_id: str) -> tuple[int, float | N
 
     from . import api
 
-    births = api.query([tape], "pod_births")
+    db = api.open(tape)
+    births = db.query("pod_births")
     births = births.filter(pc.equal(births["pod_uid"], pod_uid))
     births = births.select(["container_id", "stage", "ts", "offset_ms", "detail"])
     short = [c[:12] + "…" if c else "(pod)" for c in births["container_id"].to_pylist()]
     births = births.set_column(0, "container", pa.array(short, pa.string()))
     _render(births, f"Birth certificate of pod {pod_uid} (pod_births):")
 
-    tl = api.query([tape], "throttle_timeline", {"window": "1s"})
+    tl = db.query("throttle_timeline", window="1s")
     tl = tl.filter(pc.equal(tl["container_id"], container_id))
     pct = tl["throttle_pct"].to_pylist()
     view = pa.table({
@@ -185,6 +187,11 @@ def run_demo(out: Path | None = None, seconds: float = 6.0, bpf: bool = True) ->
         shutil.rmtree(bundle, ignore_errors=True)
     _say("recording stopped")
     stages, worst = explain(out, pod_uid, container_id)
+    _print_next(out, container_id, worst)
+    return 0 if stages else 1
+
+
+def _print_next(out: Path, container_id: str, worst: float | None) -> None:
     print()
     if worst is not None:
         print(f"The container asked for a whole core and got 0.2: it was throttled in up to {worst:.0f}% "
@@ -196,4 +203,3 @@ def run_demo(out: Path | None = None, seconds: float = 6.0, bpf: bool = True) ->
     print(f"  nodetape sql {out} \"SELECT ts, hierarchy, nr_periods, nr_throttled FROM cgroup_samples "
           f"WHERE container_id = '{container_id}' ORDER BY ts\"")
     print(f"  nodetape replay {out} --tables cgroup_events --max | head")
-    return 0 if stages else 1

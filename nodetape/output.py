@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import json
 import math
-import shutil
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -82,48 +81,66 @@ def write_csv(table: pa.Table, out: IO[str]) -> None:
         w.writerow([_text(v) for v in r.values()])
 
 
-# a column is never shortened below this many characters to fit a terminal
-MIN_CELL = 12
+def _is_numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
-def fit_widths(widths: list[int], budget: int, floor: int = MIN_CELL) -> list[int]:
-    """Shorten the widest columns, one step at a time, until their sum fits `budget` (or all are at `floor`)."""
-    widths = list(widths)
-    while sum(widths) > budget:
-        j = max(range(len(widths)), key=widths.__getitem__)
-        others = max((w for k, w in enumerate(widths) if k != j), default=0)
-        target = max(floor, widths[j] - (sum(widths) - budget), min(others, widths[j] - 1))
-        if target >= widths[j]:
-            break
-        widths[j] = target
-    return widths
+def _rows_caption(n: int) -> str:
+    return f"({n} row{'s' if n != 1 else ''})"
 
 
-def terminal_width() -> int | None:
-    """The terminal's width when stdout is one; None (no limit) when it is piped or redirected."""
-    return shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else None
-
-
-def render_table(table: pa.Table, max_width: int | None = None) -> str:
-    """Aligned text columns, numbers right-aligned. Given `max_width` (a terminal's), the
-    widest columns are shortened with '…' until lines fit; without it nothing is cut."""
+def render_table(table: pa.Table) -> str:
+    """Aligned text columns, numbers right-aligned, nothing cut: the table format off a terminal."""
     names = table.column_names
     cells = [[_text(v) for v in r.values()] for r in rows(table)]
-    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
-               for f in table.schema]
+    numeric = [_is_numeric(f.type) for f in table.schema]
     widths = [max([len(n)] + [len(r[j]) for r in cells]) for j, n in enumerate(names)]
-    if max_width is not None:
-        widths = fit_widths(widths, max_width - 2 * (len(names) - 1))
 
     def line(vals):
-        vals = [v if len(v) <= widths[j] else v[: widths[j] - 1] + "…" for j, v in enumerate(vals)]
         parts = [v.rjust(widths[j]) if numeric[j] else v.ljust(widths[j]) for j, v in enumerate(vals)]
         return "  ".join(parts).rstrip()
 
     out = [line(names), line(["-" * w for w in widths])]
     out += [line(r) for r in cells]
-    out.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
+    out.append(_rows_caption(table.num_rows))
     return "\n".join(out) + "\n"
+
+
+# a column is not shortened below this many characters (or its name's length) to fit a terminal
+MIN_CELL = 12
+
+
+# C0 controls and DEL from tape values are shown escaped on a terminal, never interpreted
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+
+
+def rich_table(table: pa.Table):
+    """`table` for a terminal (a rich renderable): text columns narrowed to fit the console,
+    the widest first (wrapped, a long word cut with '…'); numbers never cut; the row count below."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for f in table.schema:
+        numeric = _is_numeric(f.type)
+        t.add_column(f.name, justify="right" if numeric else "left", overflow="ellipsis", no_wrap=numeric,
+                     min_width=None if numeric else min(MIN_CELL, len(f.name)))
+    for r in rows(table):
+        t.add_row(*(Text(_text(v).translate(_CONTROLS)) for v in r.values()))
+    return Group(t, Text(_rows_caption(table.num_rows)))
+
+
+def print_table(table: pa.Table, out: IO[str] | None = None) -> None:
+    """A table for people: fitted to the terminal with rich there, the plain text elsewhere."""
+    out = out or sys.stdout
+    if not out.isatty():
+        out.write(render_table(table))
+        return
+    from rich.console import Console
+
+    Console(file=out, soft_wrap=False).print(rich_table(table))
 
 
 def write(table: pa.Table, fmt: str, output: str | Path | None = None) -> None:
@@ -142,9 +159,13 @@ def write(table: pa.Table, fmt: str, output: str | Path | None = None) -> None:
         else:
             pq.write_table(table, str(output), compression="zstd")
         return
+    if fmt == "table" and output is None:
+        print_table(table)
+        sys.stdout.flush()
+        return
     buf = io.StringIO()
     if fmt == "table":
-        buf.write(render_table(table, max_width=terminal_width() if output is None else None))
+        buf.write(render_table(table))
     elif fmt == "csv":
         write_csv(table, buf)
     elif fmt == "json":

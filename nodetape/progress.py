@@ -10,7 +10,7 @@ from nodetape.core.clock import boottime_ns
 
 
 class LiveProgress:
-    """Called by the recorder about once a second; redraws one line on a terminal.
+    """Called by the recorder about once a second; on a terminal, one live line (rich) redrawn in place.
 
     Off a terminal it prints nothing live (logs stay clean); the summary still prints.
     """
@@ -18,26 +18,39 @@ class LiveProgress:
     def __init__(self, stream: IO[str] = sys.stderr):
         self.stream = stream
         self.tty = stream.isatty()
-        self._drawn = False
+        self._live = None
 
-    def __call__(self, rec) -> None:
-        if not self.tty:
-            return
+    @staticmethod
+    def line(rec) -> str:
+        """What the live line says about a running recorder."""
         elapsed = (boottime_ns() - rec.start_ns) / 1e9
         top = sorted(((n, r) for n, r in rec.rows.items() if n != "recorder_stats"), key=lambda x: -x[1])[:5]
         dropped = sum(st.source.stats.dropped for st in rec.states if st.source is not None)
         dropped += rec.writer.dropped_rows if rec.writer is not None else 0
         active = sum(1 for st in rec.states if st.status == "active")
         parts = "  ".join(f"{n} {r:,}" for n, r in top) or "waiting for rows"
-        line = f"\r\x1b[2K● rec {elapsed:6.1f}s  {active} sources  {parts}  drops {dropped:,}"
-        self.stream.write(line[: 2 + 200])
-        self.stream.flush()
-        self._drawn = True
+        return f"● rec {elapsed:6.1f}s  {active} sources  {parts}  drops {dropped:,}"
+
+    def __call__(self, rec) -> None:
+        if not self.tty:
+            return
+        from rich.text import Text
+
+        text = Text(self.line(rec), no_wrap=True, overflow="ellipsis")
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            # the recorder's own messages go to the same stream: leave stdout and stderr alone
+            self._live = Live(text, console=Console(file=self.stream), auto_refresh=False, transient=True,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        self._live.update(text, refresh=True)
 
     def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def print_summary(out: Path, manifest: dict, stream: IO[str]) -> None:

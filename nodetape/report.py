@@ -9,12 +9,8 @@ from the named queries, so the report never says more than `nodetape query`.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from . import api
-from nodetape.core.errors import UserError
 from nodetape.core.durations import format_duration_ns
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -48,10 +44,10 @@ def _window_for(duration_ns: int) -> int:
     return w
 
 
-def collect(paths: list[Path]) -> ReportData:
-    tapes = api.open(paths)
+def collect(db) -> ReportData:
+    """The report's data from opened tapes (a nodetape.api.Tapes: its tapes and its queries)."""
     infos = []
-    for t in tapes:
+    for t in db.tapes:
         m = t.manifest
         start, end = m.get("start_ns"), m.get("end_ns") or m.get("last_flush_ns") or m.get("start_ns")
         off = t.offset_ns
@@ -62,14 +58,14 @@ def collect(paths: list[Path]) -> ReportData:
         })
     window = _window_for(max((i["duration_ns"] for i in infos), default=0))
     wparam = format_duration_ns(window)
-    births = api.query(paths, "pod_births").to_pylist()
+    births = db.query("pod_births").to_pylist()
     series: dict[tuple, Series] = {}
-    for r in api.query(paths, "throttle_timeline", {"window": wparam}).to_pylist():
+    for r in db.query("throttle_timeline", window=wparam).to_pylist():
         key = (r["host"], r["cgroup_path"])
         s = series.get(key) or series.setdefault(key, Series(r["cgroup_path"], r["pod_uid"], r["container_id"], r["host"]))
         s.rows.append(r)
     throttled = [s for s in series.values() if any((r["nr_throttled"] or 0) > 0 for r in s.rows)]
-    psi = api.query(paths, "psi_timeline", {"window": wparam, "scope": "system"}).to_pylist()
+    psi = db.query("psi_timeline", window=wparam, scope="system").to_pylist()
     return ReportData(infos, window, births, throttled, len(series) - len(throttled), psi)
 
 
@@ -137,16 +133,3 @@ def render_text(d: ReportData) -> str:
             out.append(f"  psi cpu     |{sparkline(psi, 100)}|  max some avg10 {max(p for p in psi if p is not None):.1f}%")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def run_report(tapes, html) -> None:
-    data = collect([Path(t) for t in tapes])
-    sys.stdout.write(render_text(data))
-    if html:
-        from .report_html import render_html
-
-        try:
-            Path(html).write_text(render_html(data), encoding="utf-8")
-        except OSError as e:
-            raise UserError(f"--html {html}: cannot write: {e.strerror}") from None
-        sys.stdout.write(f"\nwrote {html}\n")

@@ -4,9 +4,11 @@ external resource) so it opens offline and can be attached to an incident."""
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 from nodetape.core.durations import format_duration_ns
-from .report import ReportData, _group_births, _short
+from nodetape.core.errors import UserError
+from nodetape.report import ReportData, _group_births, _short
 
 STAGE_COLORS = {
     "cgroup_created": "#4e79a7", "process_attached": "#f28e2b", "namespaces_isolated": "#76b7b2",
@@ -109,16 +111,9 @@ def timeseries_svg(times: list, series: list[tuple[str, str, list[float | None],
     return "".join(parts)
 
 
-def render_html(d: ReportData) -> str:
-    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-           "<title>nodetape report</title>", f"<style>{CSS}</style></head><body>", "<h1>nodetape report</h1>"]
-    for t in d.tapes:
-        span = f"{t['start']:%Y-%m-%d %H:%M:%S} → {t['end']:%H:%M:%S} UTC" if t["start"] and t["end"] else ""
-        out.append(f'<div class="meta">tape {escape(t["path"])} · host {escape(t["host"])} · {span} '
-                   f'({t["duration_ns"] / 1e9:.1f} s)</div>')
+def _births_html(d: ReportData) -> list[str]:
     pods = _group_births(d.births)
-    out.append(f"<h2>Pod births ({len(pods)})</h2>")
-    out.append(_legend(list(STAGE_COLORS.items())))
+    out = [f"<h2>Pod births ({len(pods)})</h2>", _legend(list(STAGE_COLORS.items()))]
     if not pods:
         out.append('<p class="empty">No pod or container cgroup was created while recording.</p>')
     for host, uid, conts in pods:
@@ -131,8 +126,12 @@ def render_html(d: ReportData) -> str:
                            f'<td class="num">+{r["offset_ms"]:g} ms</td><td>{r["ts"]:%H:%M:%S.%f}</td>'
                            f'<td>{escape(r["detail"] or "")}</td></tr>')
         out.append("</table>")
+    return out
+
+
+def _throttle_html(d: ReportData) -> list[str]:
     win = format_duration_ns(d.window_ns)
-    out.append(f"<h2>CPU throttling ({len(d.throttled)} throttled cgroups, windows of {win})</h2>")
+    out = [f"<h2>CPU throttling ({len(d.throttled)} throttled cgroups, windows of {win})</h2>"]
     if not d.throttled:
         out.append(f'<p class="empty">No cgroup was throttled ({d.unthrottled} sampled).</p>')
     for s in d.throttled:
@@ -154,21 +153,43 @@ def render_html(d: ReportData) -> str:
             ("cpu ms", "#59a14f", cpu, True),
             ("throttled ms", "#f28e2b", thr, False),
         ], top, ""))
-    out.append("<h2>System pressure (PSI some %, from the stall totals)</h2>")
+    return out
+
+
+def _psi_html(d: ReportData) -> list[str]:
+    out = ["<h2>System pressure (PSI some %, from the stall totals)</h2>"]
     by_res: dict[str, list[dict]] = {}
     for r in d.psi_system:
         by_res.setdefault(r["resource"], []).append(r)
     if not by_res:
-        out.append('<p class="empty">No system PSI samples in this tape.</p>')
-    else:
-        colors = {"cpu": "#4e79a7", "memory": "#e15759", "io": "#59a14f", "irq": "#b07aa1"}
-        times = sorted({r["window_start"] for r in d.psi_system})
-        series = []
-        for res, rows in sorted(by_res.items()):
-            vals = {r["window_start"]: r["some_pct"] for r in rows}
-            series.append((res, colors.get(res, "#999"), [vals.get(t) for t in times], False))
-        out.append(_legend([(res, c) for res, c, _, _ in series]))
-        top = _nice_max(max([v for _, _, vs, _ in series for v in vs if v is not None] + [1.0]))
-        out.append(timeseries_svg(times, series, top, "%"))
+        return [*out, '<p class="empty">No system PSI samples in this tape.</p>']
+    colors = {"cpu": "#4e79a7", "memory": "#e15759", "io": "#59a14f", "irq": "#b07aa1"}
+    times = sorted({r["window_start"] for r in d.psi_system})
+    series = []
+    for res, rows in sorted(by_res.items()):
+        vals = {r["window_start"]: r["some_pct"] for r in rows}
+        series.append((res, colors.get(res, "#999"), [vals.get(t) for t in times], False))
+    out.append(_legend([(res, c) for res, c, _, _ in series]))
+    top = _nice_max(max([v for _, _, vs, _ in series for v in vs if v is not None] + [1.0]))
+    out.append(timeseries_svg(times, series, top, "%"))
+    return out
+
+
+def render_html(d: ReportData) -> str:
+    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+           "<title>nodetape report</title>", f"<style>{CSS}</style></head><body>", "<h1>nodetape report</h1>"]
+    for t in d.tapes:
+        span = f"{t['start']:%Y-%m-%d %H:%M:%S} → {t['end']:%H:%M:%S} UTC" if t["start"] and t["end"] else ""
+        out.append(f'<div class="meta">tape {escape(t["path"])} · host {escape(t["host"])} · {span} '
+                   f'({t["duration_ns"] / 1e9:.1f} s)</div>')
+    out += _births_html(d) + _throttle_html(d) + _psi_html(d)
     out.append("</body></html>\n")
     return "\n".join(out)
+
+
+def write_html(d: ReportData, path: Path) -> None:
+    """The page into `path`; a path that cannot be written is bad input naming it."""
+    try:
+        Path(path).write_text(render_html(d), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--html {path}: cannot write: {e.strerror}") from None

@@ -9,7 +9,12 @@ Header format (comment lines at the top of the file):
 
 Parameters are bound as DuckDB prepared-statement parameters ($name), never
 pasted into SQL text. A parameter whose default is a duration (500ms, 1s, 15m)
-is bound as nanoseconds (BIGINT) under the same name.
+is bound as nanoseconds (BIGINT) under the same name; one whose default is an
+integer must be given an integer. The queries use the macros of macros.py
+(time bucketing), which the library registers once on its connection.
+
+A query whose file is a header only (tables_overview) gets its SQL from
+GENERATED, built from the declared tables.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ class Param:
             if ns <= 0:
                 raise QueryError(f"--param {self.name}={text}: must be a positive duration")
             return ns
+        if re.fullmatch(r"-?\d+", self.default):
+            if not re.fullmatch(r"\s*-?\d+\s*", text) or not -(2**63) <= int(text) < 2**63:
+                raise QueryError(f"--param {self.name}={text}: not an integer (default {self.default})")
+            return int(text)
         if re.fullmatch(r"-?\d+", text):
             return int(text)
         if re.fullmatch(r"-?\d+\.\d*", text):
@@ -102,11 +111,28 @@ def parse_query(text: str, fallback_name: str) -> NamedQuery:
     return q
 
 
+def tables_overview_sql() -> str:
+    """Rows and time span of every declared table, per host (the body of tables_overview)."""
+    from nodetape.schemas import TABLES
+
+    selects = []
+    for t in TABLES:
+        first, last = t.time_columns[0].removesuffix("_ns"), t.time_column.removesuffix("_ns")
+        selects.append(f"SELECT host, '{t.name}' AS table_name, count(*) AS rows, min({first}) AS first_ts, "
+                       f"max({last}) AS last_ts FROM {t.name} GROUP BY host")
+    return "\nUNION ALL ".join(selects) + "\nORDER BY host, table_name;\n"
+
+
+GENERATED = {"tables_overview": tables_overview_sql}
+
+
 def catalog() -> dict[str, NamedQuery]:
     out = {}
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             q = parse_query(entry.read_text(), entry.name[:-4])
+            if q.name in GENERATED:
+                q.sql = q.sql.rstrip("\n") + "\n" + GENERATED[q.name]()
             out[q.name] = q
     return out
 

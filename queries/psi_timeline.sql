@@ -23,7 +23,7 @@ s AS (
     WINDOW w AS (PARTITION BY host, scope, resource ORDER BY ts_ns)
 ),
 win AS (
-    SELECT host, scope, resource, (t_us // ($window // 1000)) * ($window // 1000) AS w_us,
+    SELECT host, scope, resource, bucket_us(t_us, $window) AS w_us,
            sum(ts_ns - p_ts) AS span_ns,
            sum(CASE WHEN some_total_usec < p_some THEN some_total_usec ELSE some_total_usec - p_some END)::BIGINT AS d_some,
            sum(CASE WHEN full_total_usec < p_full THEN full_total_usec ELSE full_total_usec - p_full END)::BIGINT AS d_full,
@@ -32,7 +32,7 @@ win AS (
     GROUP BY ALL
 ),
 trig AS (
-    SELECT host, scope, resource, (epoch_us(ts) // ($window // 1000)) * ($window // 1000) AS w_us,
+    SELECT host, scope, resource, bucket_us(epoch_us(ts), $window) AS w_us,
            count(*) AS n
     FROM psi_events
     WHERE scope LIKE $scope AND resource LIKE $resource
@@ -41,7 +41,7 @@ trig AS (
 SELECT w.scope,
        w.resource,
        make_timestamp(w.w_us) AS window_start,
-       make_timestamp(w.w_us + $window // 1000) AS window_end,
+       bucket_end(w.w_us, $window) AS window_end,
        round(100.0 * w.d_some * 1000 / nullif(w.span_ns, 0), 2) AS some_pct,
        round(100.0 * w.d_full * 1000 / nullif(w.span_ns, 0), 2) AS full_pct,
        round(w.d_some / 1000.0, 3) AS some_stall_ms,

@@ -23,7 +23,7 @@ names AS (
     GROUP BY ALL
 ),
 agg AS (
-    SELECT host, cgroup_id, (epoch_us(interval_end) // ($window // 1000)) * ($window // 1000) AS w_us,
+    SELECT host, cgroup_id, bucket_us(epoch_us(interval_end), $window) AS w_us,
            syscall_nr, coalesce(any_value(syscall_name), '#' || syscall_nr) AS syscall_name, sum(count)::BIGINT AS count
     FROM syscall_counts
     GROUP BY host, cgroup_id, w_us, syscall_nr
@@ -39,7 +39,7 @@ SELECT n.pod_uid,
        n.cgroup_path,
        r.cgroup_id,
        make_timestamp(r.w_us) AS window_start,
-       make_timestamp(r.w_us + $window // 1000) AS window_end,
+       bucket_end(r.w_us, $window) AS window_end,
        r.rank,
        r.syscall_name,
        r.syscall_nr,

@@ -26,7 +26,7 @@ WITH
 -- windows no shorter than the sampling interval).
 raw AS NOT MATERIALIZED (
     SELECT host, hierarchy, cgroup_path, cgroup_id, ts_ns, pod_uid, container_id,
-           (epoch_us(ts) // ($window // 1000)) * ($window // 1000) AS w_us,
+           bucket_us(epoch_us(ts), $window) AS w_us,
            cpu_usage_usec, nr_periods, nr_throttled, throttled_usec, cpu_quota_usec, cpu_period_usec
     FROM cgroup_samples
     WHERE cgroup_path LIKE $path
@@ -102,7 +102,7 @@ win AS (
     GROUP BY pk, w_us
 ),
 psi AS (
-    SELECT p.pk, (epoch_us(q.ts) // ($window // 1000)) * ($window // 1000) AS w_us,
+    SELECT p.pk, bucket_us(epoch_us(q.ts), $window) AS w_us,
            max(q.some_avg10) AS some_avg10
     FROM psi_samples q JOIN paths p ON p.host = q.host AND p.cgroup_path = q.scope
     WHERE q.resource = 'cpu' AND q.scope <> 'system' AND q.scope LIKE $path
@@ -116,7 +116,7 @@ SELECT p.cgroup_path,
        p.pod_uid,
        p.container_id,
        make_timestamp(w.w_us) AS window_start,
-       make_timestamp(w.w_us + $window // 1000) AS window_end,
+       bucket_end(w.w_us, $window) AS window_end,
        w.d_periods AS nr_periods,
        w.d_throttled AS nr_throttled,
        CASE WHEN w.d_periods IS NULL OR w.d_throttled IS NULL THEN NULL

@@ -107,6 +107,8 @@ def _bad_cases(tape, tmp_path):
         "zero window": (["query", tape, "throttle_timeline", "--param", "window=0s"], "window=0s"),
         "bad psi trigger": (["record", tmp_path / "r4", "--psi-trigger", "memory some 5ms/100ms"], "--psi-trigger"),
         "unwritable html": (["report", tape, "--html", tmp_path / "no" / "r.html"], "--html"),
+        "not an integer param": (["query", tape, "syscall_profile", "--param", "top=abc"], "--param top=abc"),
+        "huge integer param": (["query", tape, "process_tree", "--param", "root=1" + "0" * 30], "--param root="),
     }
 
 
@@ -114,7 +116,7 @@ def _bad_cases(tape, tmp_path):
                                   "unknown table in sql", "bad option", "bad format", "bad param", "unknown param",
                                   "bad duration", "unknown source", "bad cgroup root", "unknown schema table",
                                   "missing argument", "empty sql", "zero window", "bad psi trigger",
-                                  "unwritable html"])
+                                  "unwritable html", "not an integer param", "huge integer param"])
 def test_bad_input_is_one_line_and_exit_2(tape, tmp_path, case):
     args, needle = _bad_cases(tape, tmp_path)[case]
     r = nodetape(*args)

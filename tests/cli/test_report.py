@@ -144,3 +144,16 @@ def test_html_renders_charts_in_headless_chromium(tape, tmp_path):
     assert _count(rows, bpp, (0xE1, 0x57, 0x59)) > 5000, "throttle % bars not drawn"
     assert _count(rows, bpp, (0x59, 0xA1, 0x4F)) > 2000, "CPU bars not drawn"
     assert _count(rows, bpp, (0x4E, 0x79, 0xA7)) > 50, "cascade markers / PSI line not drawn"
+
+
+def test_one_report_opens_and_validates_each_tape_once(tape, monkeypatch, capsys):
+    import nodetape.api
+    import nodetape.tape.reader as reader
+
+    opened, validated = [], []
+    real_open, real_validate = nodetape.api.open_tapes, reader._validate_part
+    monkeypatch.setattr(nodetape.api, "open_tapes", lambda paths, **kw: opened.append(paths) or real_open(paths, **kw))
+    monkeypatch.setattr(reader, "_validate_part", lambda part, t: validated.append(part) or real_validate(part, t))
+    assert run(["report", str(tape)]) == 0
+    assert "Birth certificates" in capsys.readouterr().out
+    assert len(opened) == 1 and len(validated) == len(set(validated)) > 0

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from nodetape import api
+import nodetape
 
 
 def shape(tape: Path) -> dict:
-    tables = api.query(tape, "tables_overview").to_pylist()
-    kinds = api.sql(tape, "SELECT DISTINCT kind FROM cgroup_events WHERE pod_uid IS NOT NULL ORDER BY kind")
-    births = api.query(tape, "pod_births").to_pylist()
+    db = nodetape.open(tape)
+    tables = db.query("tables_overview").to_pylist()
+    kinds = db.sql("SELECT DISTINCT kind FROM cgroup_events WHERE pod_uid IS NOT NULL ORDER BY kind")
+    births = db.query("pod_births").to_pylist()
     per_container: dict[tuple, set] = {}
     for r in births:
         per_container.setdefault((r["pod_uid"], r["container_id"] or ""), set()).add(r["stage"])
@@ -24,10 +25,10 @@ def shape(tape: Path) -> dict:
     stage_sets = Counter(
         ("pod" if not cid else "container", tuple(sorted(stages))) for (_, cid), stages in per_container.items()
     )
-    tl = api.query(tape, "throttle_timeline").to_pylist()
+    tl = db.query("throttle_timeline").to_pylist()
     worst = max((r["throttle_pct"] or 0 for r in tl if r["container_id"]), default=0)
-    mem = api.query(tape, "memory_events").to_pylist()
-    psi_events = api.sql(tape, "SELECT count(*) AS n FROM psi_events").to_pylist()[0]["n"]
+    mem = db.query("memory_events").to_pylist()
+    psi_events = db.sql("SELECT count(*) AS n FROM psi_events").to_pylist()[0]["n"]
     return {
         "tables": sorted(t["table_name"] for t in tables if t["rows"]),
         "kinds": kinds.column("kind").to_pylist(),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nodetape import api
+import nodetape
 from nodetape.output import write_csv
 from nodetape.queries import catalog
 
@@ -38,7 +38,7 @@ CASES = [(t.name, q) for t in _tapes() for q in sorted(catalog())]
 
 def run_csv(tape: Path, query: str) -> str:
     buf = io.StringIO()
-    write_csv(api.query(tape, query), buf)
+    write_csv(nodetape.open(tape).query(query), buf)
     return buf.getvalue()
 
 

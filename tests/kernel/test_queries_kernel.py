@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kernelutil import CGROUP_ROOT, require, require_root, spawn_in_cgroups, v1_cgroup
 
-from nodetape import api
+import nodetape
 from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
 
@@ -84,7 +84,7 @@ def ebpf_tape(tmp_path_factory):
 
 
 def _births(tape, c):
-    rows = api.query(tape, "pod_births").to_pylist()
+    rows = nodetape.open(tape).query("pod_births").to_pylist()
     return [r for r in rows if r["pod_uid"] == c.pod_uid and r["container_id"] == c.container_id], rows
 
 
@@ -114,7 +114,7 @@ def test_pod_births_from_ebpf(ebpf_tape):
 
 def test_throttle_timeline_busy_under_15_percent_quota(ebpf_tape):
     tape, c = ebpf_tape
-    rows = api.query(tape, "throttle_timeline", {"path": f"%{c.container_id}"}).to_pylist()
+    rows = nodetape.open(tape).query("throttle_timeline", path=f"%{c.container_id}").to_pylist()
     assert rows, "no windows for the container"
     assert all((r["pod_uid"], r["container_id"]) == (c.pod_uid, c.container_id) for r in rows)
     assert {r["quota_cores"] for r in rows} == {0.15}
@@ -143,6 +143,6 @@ def test_pod_births_without_ebpf_and_idle_cgroup_is_not_throttled(tmp_path):
     assert by["cgroup_created"]["detail"].endswith("via inotify")
     assert by["process_attached"]["detail"].endswith("via /proc scan (attached at or before)")
     assert "/bin/sleep" in by["exec"]["detail"]
-    rows = api.query(tape, "throttle_timeline", {"path": f"%{idle_cid}"}).to_pylist()
+    rows = nodetape.open(tape).query("throttle_timeline", path=f"%{idle_cid}").to_pylist()
     assert rows and all(r["throttle_pct"] == 0.0 for r in rows), rows
     assert {(r["pod_uid"], r["container_id"], r["quota_cores"]) for r in rows} == {(idle_pod, idle_cid, 0.15)}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kernelutil import require
 
-from nodetape import api
+import nodetape
 
 pytestmark = pytest.mark.kernel
 
@@ -29,13 +29,13 @@ def test_record_system_psi_and_query(tmp_path):
     r = _cli("record", tape, "--duration", "1500ms", "--interval", "250ms", "--sources", "psi")
     assert r.returncode == 0, r.stderr
     assert "psi_samples" in r.stderr  # the summary
-    t = api.sql([tape], "SELECT resource, count(*) AS n, min(some_total_usec) >= 0 AS ok FROM psi_samples "
+    t = nodetape.open([tape]).sql("SELECT resource, count(*) AS n, min(some_total_usec) >= 0 AS ok FROM psi_samples "
                         "WHERE scope = 'system' GROUP BY resource ORDER BY resource")
     rows = t.to_pylist()
     assert {r["resource"] for r in rows} >= {"cpu", "memory", "io"}
     assert all(r["n"] >= 4 and r["ok"] for r in rows)
     # the totals are the kernel's cumulative counters: they never go down
-    mono = api.sql([tape], "SELECT bool_and(d >= 0) AS ok FROM (SELECT some_total_usec - lag(some_total_usec) "
+    mono = nodetape.open([tape]).sql("SELECT bool_and(d >= 0) AS ok FROM (SELECT some_total_usec - lag(some_total_usec) "
                            "OVER (PARTITION BY resource ORDER BY ts_ns) AS d FROM psi_samples WHERE scope='system')")
     assert mono.column("ok")[0].as_py() is not False
     m = json.loads((tape / "manifest.json").read_text())

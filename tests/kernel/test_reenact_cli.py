@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from nodetape import api
+from nodetape.api import open as open_tapes
 
 pytestmark = pytest.mark.kernel
 TAPE = Path(__file__).resolve().parents[2] / "fixtures" / "tapes" / "container-burst"
@@ -44,7 +44,7 @@ def wait_active(tape: Path, sources: list[str], proc: subprocess.Popen, timeout:
 
 
 def lifecycle(tape: Path) -> list[tuple[str, str]]:
-    rows = api.sql([tape], "SELECT kind, container_id FROM cgroup_events WHERE source = 'inotify' AND hierarchy = "
+    rows = open_tapes(tape).sql("SELECT kind, container_id FROM cgroup_events WHERE source = 'inotify' AND hierarchy = "
                            "'unified' AND kind IN ('created', 'removed') AND container_id IS NOT NULL "
                            "ORDER BY ts_ns, seq").to_pylist()
     return [(r["kind"], r["container_id"]) for r in rows]

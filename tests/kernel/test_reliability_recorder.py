@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from kernelutil import have, require, require_root
 
-from nodetape import api
+import nodetape
 from nodetape.core.clock import boottime_ns
 
 pytestmark = pytest.mark.kernel
@@ -90,7 +90,7 @@ def test_sigkill_at_random_moments_always_leaves_a_readable_tape(tmp_path):
             continue
         m = _manifest(tape)
         assert m is not None, ctx
-        n = api.sql([tape], "SELECT count(*) AS n, max(ts_ns) AS last FROM psi_samples").to_pylist()[0]
+        n = nodetape.open([tape]).sql("SELECT count(*) AS n, max(ts_ns) AS last FROM psi_samples").to_pylist()[0]
         info = _cli("info", tape)
         assert info.returncode == 0 and "NOT CLOSED CLEANLY" in info.stdout, (ctx, info.stderr)
         if not early:
@@ -141,7 +141,7 @@ def test_disk_full_drops_raw_first_and_exits_1_with_a_valid_tape():
         assert m["disk_full"]["fatal"] and "raw event tables" in m["disk_full"]["action"]
         assert m["stop_reason"].startswith("disk full")
         assert _parts_valid(tape) > 0
-        rows = api.sql([tape], "SELECT count(*) AS n FROM psi_samples").to_pylist()[0]["n"]
+        rows = nodetape.open([tape]).sql("SELECT count(*) AS n FROM psi_samples").to_pylist()[0]["n"]
         assert rows > 0
         info = _cli("info", tape)
         assert info.returncode == 0 and "disk full" in info.stdout, info.stderr
@@ -166,7 +166,7 @@ def test_flight_recorder_evicts_oldest_parts_when_the_disk_fills():
         assert m["retention"]["retired_parts"] >= m["disk_full"]["evicted_parts"] > 0
         assert _parts_valid(tape) > 0
         # oldest gone first: the newest rows are still there
-        last = api.sql([tape], "SELECT max(ts_ns) AS t FROM psi_samples").to_pylist()[0]["t"]
+        last = nodetape.open([tape]).sql("SELECT max(ts_ns) AS t FROM psi_samples").to_pylist()[0]["t"]
         assert last >= m["last_flush_ns"] - 1_000_000_000
 
 
@@ -180,8 +180,8 @@ def test_retention_window_moves_while_a_reader_queries(tmp_path):
         _wait(lambda: (tape / "manifest.json").exists(), 30, "the tape")
         while p.poll() is None:
             try:
-                api.sql([tape], "SELECT count(*), min(ts_ns) FROM psi_samples")
-                api.sql([tape], "SELECT count(*) FROM processes")
+                nodetape.open([tape]).sql("SELECT count(*), min(ts_ns) FROM psi_samples")
+                nodetape.open([tape]).sql("SELECT count(*) FROM processes")
                 reads += 1
             except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
                 errors.append(repr(e))
@@ -194,7 +194,7 @@ def test_retention_window_moves_while_a_reader_queries(tmp_path):
     assert not errors and reads >= 3, errors[:3]  # several reads raced retention (how many depends on load)
     m = _manifest(tape)
     assert m["retention"]["retired_parts"] > 0
-    r = api.sql([tape], "SELECT min(ts_ns) AS lo, max(ts_ns) AS hi FROM psi_samples").to_pylist()[0]
+    r = nodetape.open([tape]).sql("SELECT min(ts_ns) AS lo, max(ts_ns) AS hi FROM psi_samples").to_pylist()[0]
     # the window is about 2 s: parts go whole, by their newest row (one flush of slack)
     assert r["hi"] - r["lo"] >= 1_500_000_000
     assert r["lo"] >= m["last_flush_ns"] - 2_000_000_000 - 1_000_000_000
@@ -233,16 +233,16 @@ def test_snapshots_on_sigusr1_request_and_trigger_while_recording(tmp_path):
         sm = _manifest(snap)
         assert sm["closed"] and sm["snapshot"]["of"] == str(tape) and "recorder" not in sm
         assert os.stat(snap).st_mode & 0o777 == 0o700
-        n = api.sql([snap], "SELECT count(*) AS n, max(ts_ns) AS t FROM psi_samples").to_pylist()[0]
+        n = nodetape.open([snap]).sql("SELECT count(*) AS n, max(ts_ns) AS t FROM psi_samples").to_pylist()[0]
         assert n["n"] > 0
-        full = api.sql([tape], "SELECT max(ts_ns) AS t FROM psi_samples").to_pylist()[0]["t"]
+        full = nodetape.open([tape]).sql("SELECT max(ts_ns) AS t FROM psi_samples").to_pylist()[0]["t"]
         assert full > n["t"]  # the tape went on past the snapshot
-        assert api.sql([snap], "SELECT count(*) AS n FROM cgroup_events").to_pylist()[0]["n"] > 0
+        assert nodetape.open([snap]).sql("SELECT count(*) AS n FROM cgroup_events").to_pylist()[0]["n"] > 0
     # no recorder now: the snapshot copies the parts on disk
     r = _cli("snapshot", tape, tmp_path / "copied")
     assert r.returncode == 0 and "copied from the parts on disk" in r.stderr, r.stderr
-    assert api.sql([tmp_path / "copied"], "SELECT count(*) AS n FROM psi_samples").to_pylist()[0]["n"] == \
-        api.sql([tape], "SELECT count(*) AS n FROM psi_samples").to_pylist()[0]["n"]
+    assert nodetape.open([tmp_path / "copied"]).sql("SELECT count(*) AS n FROM psi_samples").to_pylist()[0]["n"] == \
+        nodetape.open([tape]).sql("SELECT count(*) AS n FROM psi_samples").to_pylist()[0]["n"]
     r = _cli("snapshot", tape, tmp_path / "copied")
     assert r.returncode == 2 and "already exists" in r.stderr
 

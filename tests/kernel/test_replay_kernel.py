@@ -24,7 +24,7 @@ from nodetape.recorder.source import RecordContext
 from nodetape.replay.command import run_replay
 from nodetape.replay.sinks.cgroupfs import CgroupfsSink
 
-from nodetape import api
+import nodetape
 from nodetape.tape.reader import open_tape
 
 UNIFIED = CGROUP_ROOT / "unified"
@@ -55,14 +55,13 @@ def wait_recording(out: Path, timeout: float = 10.0) -> None:
 
 
 def lifecycle(tape: Path, name: str, hierarchy: str) -> list[tuple[str, str]]:
-    rows = api.sql([tape], "SELECT kind, container_id FROM cgroup_events WHERE kind IN ('created', 'removed') "
-                           "AND container_id IS NOT NULL AND hierarchy = ? AND cgroup_path LIKE ? ORDER BY ts_ns, seq",
-                   [hierarchy, f"/{name}/%"]).to_pylist()
+    rows = nodetape.open([tape]).sql("SELECT kind, container_id FROM cgroup_events WHERE kind IN ('created', 'removed') "
+                           "AND container_id IS NOT NULL AND hierarchy = ? AND cgroup_path LIKE ? ORDER BY ts_ns, seq", [hierarchy, f"/{name}/%"]).to_pylist()
     return [(r["kind"], r["container_id"]) for r in rows]
 
 
 def births(tape: Path, uids: list[str]) -> list[tuple[str, str]]:
-    rows = api.query([tape], "pod_births").to_pylist()
+    rows = nodetape.open([tape]).query("pod_births").to_pylist()
     return [(r["container_id"], r["stage"]) for r in rows if r["pod_uid"] in uids and r["container_id"]]
 
 
@@ -109,8 +108,7 @@ def test_recorded_burst_reenacted_into_a_folder_is_recorded_again_the_same(tmp_p
     # re-enact: the layout first (a recorder detects it at start), then the events at recorded pace
     into = tmp_path / "cg"
     CgroupfsSink(into, m1["cgroup"]).prepare()
-    start = api.sql([t1], "SELECT min(ts_ns) AS t FROM cgroup_events WHERE kind = 'created' AND cgroup_path LIKE ?",
-                    [f"/{name}/%"]).to_pylist()[0]["t"]
+    start = nodetape.open([t1]).sql("SELECT min(ts_ns) AS t FROM cgroup_events WHERE kind = 'created' AND cgroup_path LIKE ?", [f"/{name}/%"]).to_pylist()[0]["t"]
     codes = []
 
     def replayer():
@@ -130,5 +128,5 @@ def test_recorded_burst_reenacted_into_a_folder_is_recorded_again_the_same(tmp_p
     # the re-enacted cpu files are read back by the samples source as recorded
     q = ("SELECT DISTINCT nr_periods, cpu_quota_usec, cpu_period_usec FROM cgroup_samples "
          "WHERE cgroup_path LIKE ? AND container_id IS NOT NULL AND nr_periods IS NOT NULL ORDER BY ALL")
-    s2 = api.sql([t2], q, [f"/{name}/%"]).to_pylist()
-    assert s2 and set(map(str, s2)) <= set(map(str, api.sql([t1], q, [f"/{name}/%"]).to_pylist()))
+    s2 = nodetape.open([t2]).sql(q, [f"/{name}/%"]).to_pylist()
+    assert s2 and set(map(str, s2)) <= set(map(str, nodetape.open([t1]).sql(q, [f"/{name}/%"]).to_pylist()))

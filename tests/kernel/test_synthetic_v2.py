@@ -24,7 +24,7 @@ import pytest
 from nodetape.recorder.loop import Recorder, RecordOptions
 from nodetape.recorder.source import RecordContext
 
-from nodetape import api
+import nodetape
 from nodetape.tape.reader import connect, open_tapes
 
 pytestmark = pytest.mark.kernel
@@ -293,7 +293,7 @@ def test_psi_has_every_cgroup_scope(recorded):
 def test_throttle_timeline_on_the_synthetic_tape(recorded):
     driver, out, _, _, _ = recorded
     web = paths(driver)["web_app"]
-    t = api.query(out, "throttle_timeline", {"path": web}).to_pylist()
+    t = nodetape.open(out).query("throttle_timeline", path=web).to_pylist()
     assert t, "no windows"
     assert {(r["cgroup_path"], r["pod_uid"], r["container_id"]) for r in t} == {(web, WEB_UID, WEB_APP)}
     # the edit: 100 periods, 80 throttled, 400 ms throttled, 900 ms CPU, all in one sample's growth
@@ -311,7 +311,7 @@ def test_throttle_timeline_on_the_synthetic_tape(recorded):
 
 def test_pod_births_on_the_synthetic_tape(recorded):
     driver, out, _, _, _ = recorded
-    rows = api.query(out, "pod_births").to_pylist()
+    rows = nodetape.open(out).query("pod_births").to_pylist()
     side = paths(driver)["sidecar"]
     # only the container made while recording was born in this tape; the others were seen at start
     assert {(r["pod_uid"], r["container_id"]) for r in rows} == {(WEB_UID, SIDECAR)}

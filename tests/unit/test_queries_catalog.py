@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from golden.tapes import write_tape
 
-from nodetape import api
+import nodetape
 from nodetape.core.errors import QueryError
 from nodetape.queries import catalog, get, parse_query
 from nodetape.queries.docs import DOC_PATH, render_markdown
@@ -31,7 +31,7 @@ def test_header_is_complete(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_declared_columns_are_the_output_columns_even_on_an_empty_tape(tmp_path, name):
     tape = write_tape(tmp_path / "t", {})
-    out = api.query(tape, name)
+    out = nodetape.open(tape).query(name)
     assert out.column_names == get(name).columns
     assert out.num_rows == 0 or name == "tables_overview"
 
@@ -48,12 +48,12 @@ def test_parameters_are_bound_not_pasted(tmp_path):
     tape = write_tape(tmp_path / "t", {"cgroup_samples": {
         "ts_ns": [1, 2], "hierarchy": ["cpu"] * 2, "cgroup_path": ["/a'b"] * 2, "nr_periods": [1, 2]}})
     # a quote in a value is data, not SQL
-    rows = api.query(tape, "throttle_timeline", {"path": "/a'b"}).to_pylist()
+    rows = nodetape.open(tape).query("throttle_timeline", path="/a'b").to_pylist()
     assert len(rows) <= 1 and all(r["cgroup_path"] == "/a'b" for r in rows)
     with pytest.raises(QueryError, match="not a duration"):
-        api.query(tape, "throttle_timeline", {"window": "soon"})
+        nodetape.open(tape).query("throttle_timeline", window="soon")
     with pytest.raises(QueryError, match="unknown --param nope"):
-        api.query(tape, "throttle_timeline", {"nope": "1"})
+        nodetape.open(tape).query("throttle_timeline", nope="1")
 
 
 def test_header_notes_are_kept_for_the_docs():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from golden.tapes import MS, S, write_tape
 
-from nodetape import api
+import nodetape
 from nodetape.core.errors import QueryError
 
 POD = "1b2c3d4e-0000-4000-8000-00000000abcd"
@@ -59,7 +59,7 @@ def tape(tmp_path_factory):
 
 
 def q(tape, name, **params):
-    return api.query(tape, name, {k: str(v) for k, v in params.items()}).to_pylist()
+    return nodetape.open(tape).query(name, **{k: str(v) for k, v in params.items()}).to_pylist()
 
 
 def test_psi_timeline_derives_stall_share_from_totals_with_resets(tape):

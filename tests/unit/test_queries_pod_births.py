@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from golden.tapes import MS, S, write_tape
 
-from nodetape import api
+import nodetape
 
 POD = "1b2c3d4e-0000-4000-8000-00000000abcd"
 CID = "a" * 64
@@ -81,7 +81,7 @@ def _tape(tmp_path, with_ebpf: bool):
 
 
 def _stages(tape):
-    return api.query(tape, "pod_births").to_pylist()
+    return nodetape.open(tape).query("pod_births").to_pylist()
 
 
 def test_ebpf_cascade_in_order_with_offsets_from_earliest_creation(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from golden.tapes import MS, S, write_tape
 
-from nodetape import api
+import nodetape
 
 POD = "1b2c3d4e-0000-4000-8000-00000000abcd"
 CID = "b" * 64
@@ -49,7 +49,7 @@ def _tape(tmp_path):
 
 
 def test_throttle_windows_v1_counters_resets_and_idle(tmp_path):
-    rows = api.query(_tape(tmp_path), "throttle_timeline").to_pylist()
+    rows = nodetape.open(_tape(tmp_path)).query("throttle_timeline").to_pylist()
     busy = [r for r in rows if r["cgroup_path"] == BUSY]
     assert [r["window_start"].isoformat() for r in busy] == [
         "2024-01-01T00:00:11", "2024-01-01T00:00:12", "2024-01-01T00:00:13", "2024-01-01T00:00:14"]
@@ -70,7 +70,7 @@ def test_throttle_windows_v1_counters_resets_and_idle(tmp_path):
 
 def test_window_and_path_parameters(tmp_path):
     tape = _tape(tmp_path)
-    rows = api.query(tape, "throttle_timeline", {"window": "2s", "path": "%pod" + POD + "%"}).to_pylist()
+    rows = nodetape.open(tape).query("throttle_timeline", window="2s", path="%pod" + POD + "%").to_pylist()
     assert {r["cgroup_path"] for r in rows} == {BUSY}
     assert [(r["window_start"].second, r["nr_periods"], r["nr_throttled"]) for r in rows] == [
         (10, 10, 9), (12, 20, 18), (14, 4, 1)]
@@ -81,6 +81,6 @@ def test_counter_going_down_is_a_reset(tmp_path):
     cols = {"ts_ns": [1 * S, 2 * S, 3 * S], "hierarchy": ["unified"] * 3, "cgroup_path": ["/a"] * 3,
             "cgroup_id": [5, 5, 5], "nr_periods": [100, 120, 3], "nr_throttled": [50, 60, 3],
             "cpu_usage_usec": [1_000_000, 1_500_000, 2_000]}
-    rows = api.query(write_tape(tmp_path / "t", {"cgroup_samples": cols}), "throttle_timeline").to_pylist()
+    rows = nodetape.open(write_tape(tmp_path / "t", {"cgroup_samples": cols})).query("throttle_timeline").to_pylist()
     assert [(r["nr_periods"], r["throttle_pct"], r["cpu_usage_ms"]) for r in rows] == [(20, 50.0, 500.0), (3, 100.0, 2.0)]
     assert rows[0]["quota_cores"] is None

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from nodetape import api
+import nodetape
 from nodetape.queries import catalog
 from nodetape.replay.command import run_replay
 from nodetape.tape.reader import open_tape
@@ -68,8 +68,8 @@ def test_full_slice_answers_every_named_query_identically(tape, tmp_path):
     assert m["slice"]["of"] == [str(tape)] and m["closed"] and m["host"]["hostname"] == "node-a"
     assert m["clock"] == open_tape(tape).manifest["clock"] and m["cgroup"]["mode"] == "hybrid"
     for name in catalog():
-        a = api.query([tape], name).to_pylist()
-        b = api.query([sl], name).to_pylist()
+        a = nodetape.open([tape]).query(name).to_pylist()
+        b = nodetape.open([sl]).query(name).to_pylist()
         assert a == b, name
     # and the slice replays to the same event stream
     o1, o2 = io.StringIO(), io.StringIO()
@@ -86,18 +86,18 @@ def test_windowed_slice_matches_original_over_the_window(tape, tmp_path):
     lo, hi = BOOT0 + 3 * S, BOOT0 + 8 * S
     for tbl in ("cgroup_events", "cgroup_samples", "psi_samples", "recorder_stats"):
         q = f"SELECT * EXCLUDE (host{', seq' if tbl == 'cgroup_events' else ''}) FROM {tbl} WHERE ts_ns >= {lo} AND ts_ns < {hi} ORDER BY ALL"
-        assert api.sql([tape], q).to_pylist() == api.sql([sl], q).to_pylist() != [], tbl
+        assert nodetape.open([tape]).sql(q).to_pylist() == nodetape.open([sl]).sql(q).to_pylist() != [], tbl
     # throttle_timeline: windows after the slice's first sample (which has no predecessor)
     if "throttle_timeline" in catalog():
         def tl(p):
-            rows_ = api.query([p], "throttle_timeline").to_pylist()
+            rows_ = nodetape.open([p]).query("throttle_timeline").to_pylist()
             return [r for r in rows_ if lo + S <= r["window_start"].timestamp() * 1e9 - (open_tape(p).offset_ns) < hi]
         a, b = tl(tape), tl(sl)
         assert a == b and a
     # pod_births: the containers born inside the window
     if "pod_births" in catalog():
         def births(p):
-            r = api.query([p], "pod_births").to_pylist()
+            r = nodetape.open([p]).query("pod_births").to_pylist()
             return sorted((x["container_id"], x["stage"], x["offset_ms"]) for x in r
                           if x["container_id"] in {"%064x" % 2, "%064x" % 3})
         a, b = births(tape), births(sl)
@@ -106,7 +106,7 @@ def test_windowed_slice_matches_original_over_the_window(tape, tmp_path):
 
 def test_slice_with_a_filter_and_bad_out(tape, tmp_path):
     sl = slice_of(tape, tmp_path / "slice", cgroup=cpath(0), tables="cgroup_events,cgroup_samples")
-    got = api.sql([sl], "SELECT DISTINCT cgroup_path FROM cgroup_events UNION SELECT DISTINCT cgroup_path FROM cgroup_samples").to_pylist()
+    got = nodetape.open([sl]).sql("SELECT DISTINCT cgroup_path FROM cgroup_events UNION SELECT DISTINCT cgroup_path FROM cgroup_samples").to_pylist()
     assert got == [{"cgroup_path": cpath(0)}]
     assert open_tape(sl).manifest["slice"]["cgroup"] == cpath(0)
     from nodetape.core.errors import UserError
@@ -132,16 +132,16 @@ def test_windowed_slice_of_a_real_tape_carries_the_state_at_its_start(tmp_path):
         return None if t is None else t.astimezone(dt.timezone.utc)
 
     mid = (lo + (hi - lo) / 2).isoformat()
-    assert api.query([orig], "cgroup_tree", {"at": mid}).to_pylist() == api.query([sl], "cgroup_tree", {"at": mid}).to_pylist()
+    assert nodetape.open([orig]).query("cgroup_tree", at=mid).to_pylist() == nodetape.open([sl]).query("cgroup_tree", at=mid).to_pylist()
     for q in ("throttle_timeline", "psi_timeline"):
         def whole(p, q=q):
-            return [r for r in api.query([p], q).to_pylist() if lo <= utc(r["window_start"]) and utc(r["window_end"]) <= hi]
+            return [r for r in nodetape.open([p]).query(q).to_pylist() if lo <= utc(r["window_start"]) and utc(r["window_end"]) <= hi]
         a = whole(orig)
         assert a and a == whole(sl), q
 
     def alive(p):
         out = []
-        for r in api.query([p], "process_tree").to_pylist():
+        for r in nodetape.open([p]).query("process_tree").to_pylist():
             if (r["exit_ts"] is None or utc(r["exit_ts"]) >= lo) and (r["started"] is None or utc(r["started"]) < hi):
                 if r["exit_ts"] is not None and utc(r["exit_ts"]) >= hi:  # after the window: not in the slice
                     r.update(exit_ts=None, exit_code=None, exit_signal=None)
