@@ -147,7 +147,7 @@ def sorted_batches(run: Run, lo: int | None, hi: int | None, rf: RowFilter | Non
                 m = m2 if m is None else pc.and_(m, m2)
             b = b.filter(m)
         if rf is not None and b.num_rows:
-            m = rf.mask(t, b)
+            m = rf.mask(t, b, run.tape_idx)
             if m is not None:
                 b = b.filter(m)
         if not b.num_rows:

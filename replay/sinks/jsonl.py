@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nodetape.core.errors import UserError
+
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
@@ -151,18 +153,33 @@ class JsonlSink:
 
 
 class CheckSink:
-    """Compares the stream with an expected jsonl file, line by line, streaming both."""
+    """Compares the stream with an expected jsonl file (opened binary), line by line, streaming both."""
 
-    def __init__(self, expected: IO[str]):
+    def __init__(self, expected: IO[bytes]):
         self.expected = expected
+        self.name = getattr(expected, "name", "expected file")
         self.line_no = 0
         self.diff: tuple[int, str | None, str | None] | None = None
 
+    def _next(self) -> str | None:
+        """The expected file's next line without its newline; None at its end. A line that is not
+        UTF-8 text (a binary file) is bad input: UserError naming the file and line."""
+        raw = self.expected.readline()
+        if not raw:
+            return None
+        try:
+            if b"\0" in raw:
+                raise UnicodeDecodeError("utf-8", raw, raw.index(b"\0"), raw.index(b"\0") + 1, "NUL byte")
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"--check {self.name}: line {self.line_no + 1} is not UTF-8 text "
+                            "(expected the jsonl stream of a replay)", str(self.name)) from None
+        return text[:-1] if text.endswith("\n") else text
+
     def write(self, line: str) -> bool:
         """False once the first difference is found (the caller stops)."""
+        exp = self._next()
         self.line_no += 1
-        exp = self.expected.readline()
-        exp = exp[:-1] if exp.endswith("\n") else (exp or None)
         if exp != line:
             self.diff = (self.line_no, exp, line)
             return False
@@ -177,9 +194,9 @@ class CheckSink:
 
     def finish(self) -> bool:
         if self.diff is None:
-            extra = self.expected.readline()
-            if extra:
-                self.diff = (self.line_no + 1, extra.rstrip("\n"), None)
+            extra = self._next()
+            if extra is not None:
+                self.diff = (self.line_no + 1, extra, None)
         return self.diff is None
 
     def report(self) -> str:
