@@ -28,7 +28,9 @@ def _bad_value(col: pa.Array, check) -> tuple[object, str] | None:
     """The first distinct non-NULL value of col that fails `check`, with the reason."""
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
-    for v in col.dictionary.to_pylist():
+    # only the values rows use: a filtered batch keeps its whole dictionary
+    used = pc.drop_null(pc.unique(col.indices))
+    for v in col.dictionary.take(used).to_pylist():
         if v is None:
             continue
         try:
