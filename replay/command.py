@@ -159,15 +159,15 @@ def _stream(rp: Replay, sel, pacer: Pacer, stream_out, expected, sink_into, stdo
 def _pump(rp: Replay, sel, pacer: Pacer, js, chk, into, need_lines: bool) -> int:
     if need_lines and into is None and not pacer.paced:
         return _pump_chunks(rp, sel, js, chk)
-    enc = jsonl.LineEncoder(rp.hosts) if need_lines else None
     pacer.start()
-    for run, t, vals in rp.rows(sel):
+    rows = rp.rows_with_text(sel, jsonl.BatchEncoder(rp.hosts)) if need_lines else rp.rows(sel)
+    for run, t, vals, *text in rows:
         if pacer.paced:
             pacer.wait(t + run.shift_ns)
         if into is not None and run.table.name in INTO_TABLES:
             into.write(run.table.name, dict(zip(run.table.column_names, vals)))
-        if enc is not None:
-            line = enc(run, vals)
+        if need_lines:
+            line = text[0][:-1]  # without its newline
             if js is not None:
                 js.write(line)
             if chk is not None and not chk.write(line):

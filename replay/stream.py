@@ -127,6 +127,10 @@ class Replay:
         """(run, recorded time, values) in merge order: the fast path the sinks use."""
         return merge(self.runs(sel), sel.lo, sel.hi, sel.rf)
 
+    def rows_with_text(self, sel: Selection, encode) -> Iterator[tuple[Run, int, tuple, str]]:
+        """rows() with each row's text from `encode(run, batch)` (e.g. its jsonl line)."""
+        return merge(self.runs(sel), sel.lo, sel.hi, sel.rf, encode)
+
     def chunks(self, sel: Selection, prepare) -> Iterator:
         """`prepare(run, batch)` arrays (one element per row) gathered in merge order, a chunk at a
         time: the column-wise fast path of the jsonl sink (same order as rows())."""
