@@ -23,6 +23,7 @@ unrelated boot clocks); the rows themselves keep their recorded values.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterator
 
@@ -47,7 +48,7 @@ class _BatchCursor:
     """One run read batch by batch, with its merge keys as numpy arrays."""
 
     __slots__ = ("run", "_batches", "prepare", "key_tail", "times", "seqs", "payload", "pos", "n", "_rb", "_off",
-                 "_rows")
+                 "_rows", "tail_id")
 
     def __init__(self, run: Run, lo, hi, rf, prepare):
         self.run = run
@@ -115,18 +116,69 @@ def _gather(segs: list[tuple[_BatchCursor, int, int]]) -> pa.Array:
     # (table, tape, part) order of each segment's run
     order_runs = sorted(range(len(segs)), key=lambda s: (segs[s][0].run.table_idx, segs[s][0].run.tape_idx,
                                                           segs[s][0].run.part_idx))
+    run_rank = [0] * len(segs)
+    for r, s in enumerate(order_runs):
+        run_rank[s] = r
     at = 0
     for s, (c, pos, k) in enumerate(segs):
         times[at:at + k] = c.times[pos:pos + k]
         seqs[at:at + k] = c.seqs[pos:pos + k] if c.seqs is not None else NO_SEQ
         tab[at:at + k] = c.run.table_idx
-        rank[at:at + k] = order_runs.index(s)
+        rank[at:at + k] = run_rank[s]
         rowpos[at:at + k] = np.arange(k)
         at += k
     # key: time, table order, seq, tape, part (the rank), row order within the part
     order = np.lexsort((rowpos, rank, seqs, tab, times))
     chunk = pa.concat_arrays([c.payload.slice(pos, k) for c, pos, k in segs])
     return chunk.take(pa.array(order))
+
+
+def _head(c: _BatchCursor) -> tuple:
+    """The merge key of the cursor's next buffered row."""
+    run, i = c.run, c.pos
+    return (int(c.times[i]), run.table_idx, int(c.seqs[i]) if c.seqs is not None else NO_SEQ,
+            run.tape_idx, run.part_idx)
+
+
+class _Active:
+    """The open cursors, as two heaps: by next row (who has rows at or below a bound) and by last
+    buffered row (the bound); so a step costs O(log n) per cursor it touches, not O(n) for all."""
+
+    def __init__(self):
+        self.heads: list = []
+        self.tails: list = []
+        self.n = 0
+        self._ids = itertools.count()
+
+    def add(self, c: _BatchCursor) -> None:
+        """A cursor with a freshly loaded buffer."""
+        c.tail_id = next(self._ids)
+        heapq.heappush(self.heads, (_head(c), c.tail_id, c))
+        heapq.heappush(self.tails, (c.key_tail, c.tail_id, c))
+        self.n += 1
+
+    def bound(self) -> tuple:
+        while self.tails[0][1] != self.tails[0][2].tail_id:
+            heapq.heappop(self.tails)  # a buffer since replaced or finished
+        return self.tails[0][0]
+
+    def upto(self, bound: tuple) -> list[_BatchCursor]:
+        """Pop the cursors whose next row is at or below bound."""
+        out = []
+        while self.heads and self.heads[0][0] <= bound:
+            out.append(heapq.heappop(self.heads)[2])
+        return out
+
+    def back(self, c: _BatchCursor, reloaded: bool) -> None:
+        if reloaded:
+            self.n -= 1
+            self.add(c)
+        else:
+            heapq.heappush(self.heads, (_head(c), c.tail_id, c))
+
+    def done(self, c: _BatchCursor) -> None:
+        c.tail_id = -1
+        self.n -= 1
 
 
 def merge_chunks(runs: list[Run], lo: int | None, hi: int | None, rf: RowFilter | None, prepare) -> Iterator[pa.Array]:
@@ -137,26 +189,30 @@ def merge_chunks(runs: list[Run], lo: int | None, hi: int | None, rf: RowFilter 
     """
     pending = sorted(runs, key=lambda r: r.low_key)
     pending.reverse()  # pop() from the end gives the next run to open
-    active: list[_BatchCursor] = []
+    active = _Active()
     while True:
-        while pending and not active:
+        while pending and not active.n:
             c = _BatchCursor(pending.pop(), lo, hi, rf, prepare)
             if c.load():
-                active.append(c)
-        if not active:
+                active.add(c)
+        if not active.n:
             return
-        bound = min(c.key_tail for c in active)
         # a run not yet open may hold rows below the bound: open it (its rows are >= its low key)
-        while pending and pending[-1].low_key <= bound:
+        while pending and pending[-1].low_key <= active.bound():
             c = _BatchCursor(pending.pop(), lo, hi, rf, prepare)
             if c.load():
-                active.append(c)
-                bound = min(bound, c.key_tail)
-        segs = [(c, c.pos, k) for c in active if (k := c.count_upto(bound))]
+                active.add(c)
+        bound = active.bound()
+        segs = [(c, c.pos, c.count_upto(bound)) for c in active.upto(bound)]
         yield _gather(segs)
         for c, pos, k in segs:
             c.pos = pos + k
-        active = [c for c in active if c.pos < c.n or c.load()]
+            if c.pos < c.n:
+                active.back(c, False)
+            elif c.load():
+                active.back(c, True)
+            else:
+                active.done(c)
 
 
 class _Held:

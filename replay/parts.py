@@ -35,6 +35,8 @@ TABLE_INDEX = {t.name: i for i, t in enumerate(TABLES)}
 NO_SEQ = -1
 # rows decoded per read: 4096 rows of the widest table are a few MB of Arrow data
 READ_ROWS = 4096
+# a part of at most this many rows is read whole (a few MB at most)
+SMALL_PART_ROWS = 16384
 # part files open at once (far below the usual 1024 descriptors per process)
 MAX_OPEN = 64
 
@@ -191,9 +193,33 @@ def _keys_sorted(path: Path, tc: str, has_seq: bool) -> bool:
         reader.close()
 
 
+def _sort(whole: pa.Table, tc: str, has_seq: bool) -> pa.Table:
+    if whole.column(tc).null_count or (has_seq and whole.column("seq").null_count):
+        raise ValueError(f"NULL in {tc if whole.column(tc).null_count else 'seq'}, a column that is never NULL")
+    times = whole.column(tc).to_numpy()
+    if has_seq:
+        seqs = whole.column("seq").to_numpy()
+        d = np.diff(times)
+        if np.all((d > 0) | ((d == 0) & (np.diff(seqs) >= 0))):
+            return whole
+        return whole.take(pa.array(np.lexsort((seqs, times))))
+    if np.all(np.diff(times) >= 0):
+        return whole
+    return whole.take(pa.array(np.argsort(times, kind="stable")))
+
+
 def _ordered(run: Run, cols: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
     tc = run.table.time_column
     has_seq = "seq" in cols
+    with pq.ParquetFile(run.path) as pf:
+        small = pf.metadata.num_rows <= SMALL_PART_ROWS
+        whole = pf.read(columns=cols) if small else None
+    if small:  # read at once, file closed at once: thousands of small parts cost no descriptors
+        try:
+            yield from _sort(whole, tc, has_seq).to_batches(max_chunksize=batch_rows)
+        except ValueError as e:
+            raise TapeError(f"{run.path}: {e} (a damaged or forged part)", str(run.path)) from None
+        return
     if _keys_sorted(run.path, tc, has_seq):
         reader = _PartReader(run.path, cols, batch_rows)
         try:
@@ -204,9 +230,7 @@ def _ordered(run: Run, cols: list[str], batch_rows: int) -> Iterator[pa.RecordBa
         return
     with pq.ParquetFile(run.path) as pf:
         whole = pf.read(columns=cols)
-    times = whole.column(tc).to_numpy()
-    order = np.lexsort((whole.column("seq").to_numpy(), times)) if has_seq else np.argsort(times, kind="stable")
-    yield from whole.take(pa.array(order)).to_batches(max_chunksize=batch_rows)
+    yield from _sort(whole, tc, has_seq).to_batches(max_chunksize=batch_rows)
 
 
 def _window(b: pa.RecordBatch, tc: str, lo_l: int | None, hi_l: int | None) -> pa.RecordBatch:
