@@ -318,12 +318,12 @@ class CgroupfsSink:
 
     def _psi(self, row: dict) -> None:
         text = _psi_text(row)
+        if self.on_cgroupfs:
+            return  # a real <resource>.pressure is the kernel's: a write there makes a PSI trigger
         if text is None or row.get("resource") is None or UNIFIED not in self.hdirs:
             return
         scope = row["scope"]
         if scope in ("system", "/"):
-            if self.on_cgroupfs:
-                return  # a real root's pressure files are the kernel's (a write there makes a PSI trigger)
             d = self._dir(UNIFIED, "")
         else:
             d = self._dir(UNIFIED, scope)
