@@ -130,8 +130,9 @@ class Beneath:
         if dev not in self._devs:
             self._devs[dev] = fs_magic(fd) in CGROUP_MAGICS
         if self._devs[dev] and not self.allow_cgroupfs:
-            raise Refused(f"--into {self.root}: {where} is on a real cgroup filesystem; re-enact into a plain folder "
-                          "or pass --allow-cgroupfs to write the tape's own cgroups there", str(self.root))
+            raise Refused(f"--into {self.root}: {shown(str(where), 200)} is on a real cgroup filesystem; "
+                          "re-enact into a plain folder or pass --allow-cgroupfs to write the tape's own cgroups there",
+                          str(self.root))
         return self._devs[dev]
 
     def _where(self, comps) -> str:
@@ -152,7 +153,7 @@ class Beneath:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise Refused(f"--into: {self._where(comps)} is a symbolic link or not a folder; "
+                raise Refused(f"--into: {shown(self._where(comps), 200)} is a symbolic link or not a folder; "
                               "re-enactment never follows links", self._where(comps)) from None
             raise
         return fd, made
@@ -233,13 +234,13 @@ def write_at(dir_fd: int, name: str, data: bytes, *, create: bool = True, trunca
         fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENXIO):
-            raise Refused(f"--into: {name} is a symbolic link or not a regular file; "
+            raise Refused(f"--into: {shown(name)} is a symbolic link or not a regular file; "
                           "re-enactment never follows links", name) from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise Refused(f"--into: {name} is not a regular file", name)
+            raise Refused(f"--into: {shown(name)} is not a regular file", name)
         os.pwrite(fd, data, 0)
         if truncate and len(data) < st.st_size:
             os.ftruncate(fd, len(data))
