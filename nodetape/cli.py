@@ -240,6 +240,7 @@ def replay(
     prepare: Annotated[bool, typer.Option("--prepare", help="With --into: only make the empty hierarchy layout, for a recorder to start on, then exit.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the filtered slice as a new tape.")] = None,
     check: Annotated[Optional[Path], typer.Option("--check", help="Compare the jsonl stream with this file: exit 0 on a match, 1 at the first difference.")] = None,
+    allow_cgroupfs: Annotated[bool, typer.Option("--allow-cgroupfs", help="With --into: allow a real cgroup filesystem as the target (only the cgroups the tape names are touched).")] = False,
 ) -> None:
     """Stream a tape's events in time order, deterministically.
 
@@ -263,7 +264,7 @@ def replay(
 
     code = run_replay(
         tapes=tapes, speed=speed, max_speed=max_, from_=from_, to=to, tables=tables, cgroup=cgroup, pod=pod,
-        fmt=fmt, output=output, into=into, out=out, check=check, prepare_only=prepare,
+        fmt=fmt, output=output, into=into, out=out, check=check, prepare_only=prepare, allow_cgroupfs=allow_cgroupfs,
     )
     raise typer.Exit(code or 0)
 

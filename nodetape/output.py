@@ -7,40 +7,18 @@ Input is a pyarrow Table; timestamps print as ISO 8601 (UTC), floats with up to
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
-import math
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
 import pyarrow as pa
 
+from nodetape.replay.sinks.jsonl import plain as _plain
+from nodetape.replay.sinks.jsonl import write_table
+
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
-
-
-def _plain(v):
-    """A JSON-friendly Python value."""
-    if isinstance(v, dt.datetime):
-        return v.isoformat(timespec="microseconds")
-    if isinstance(v, (dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, dt.timedelta):
-        return v.total_seconds()
-    if isinstance(v, Decimal):
-        # DuckDB's sum() of integers is a HUGEINT, which arrives as a decimal
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _text(v) -> str:
@@ -63,8 +41,8 @@ def rows(table: pa.Table):
 
 
 def write_jsonl(table: pa.Table, out: IO[str]) -> None:
-    for r in rows(table):
-        out.write(json.dumps({k: _plain(v) for k, v in r.items()}, ensure_ascii=False) + "\n")
+    """One object per row, compact, the bytes of replay's stream (one encoder: replay/sinks/jsonl.py)."""
+    write_table(table, out)
 
 
 def write_json(table: pa.Table, out: IO[str]) -> None:

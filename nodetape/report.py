@@ -50,12 +50,11 @@ def collect(db) -> ReportData:
     for t in db.tapes:
         m = t.manifest
         start, end = m.get("start_ns"), m.get("end_ns") or m.get("last_flush_ns") or m.get("start_ns")
-        off = t.offset_ns
-        infos.append({
-            "path": str(t.path), "host": t.host, "duration_ns": (end or 0) - (start or 0),
-            "start": dt.datetime.fromtimestamp((start + off) / 1e9, dt.timezone.utc) if start else None,
-            "end": dt.datetime.fromtimestamp((end + off) / 1e9, dt.timezone.utc) if end else None,
-        })
+        def wall(boot):  # every clock pair counts: the span survives an NTP step, as `ts` does
+            return dt.datetime.fromtimestamp((boot + t.offset_at(boot)) / 1e9, dt.timezone.utc) if boot else None
+
+        infos.append({"path": str(t.path), "host": t.host, "duration_ns": (end or 0) - (start or 0),
+                      "start": wall(start), "end": wall(end)})
     window = _window_for(max((i["duration_ns"] for i in infos), default=0))
     wparam = format_duration_ns(window)
     births = db.query("pod_births").to_pylist()

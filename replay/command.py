@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from .pace import Pacer
 from .sinks import jsonl
 from .sinks.cgroupfs import TABLES as INTO_TABLES
 from .stream import Replay, open as open_replay
+
+# --speed below this would hold one recorded second for over eleven days: a typo, not a pace
+MIN_SPEED = 1e-6
 
 
 def choose_speed(speed: float | None, max_speed: bool, *, into: bool, out_is_tty: bool,
@@ -25,7 +29,9 @@ def choose_speed(speed: float | None, max_speed: bool, *, into: bool, out_is_tty
     if speed is not None:
         if not speed > 0:
             raise UserError(f"--speed: must be positive, got {speed}")
-        return float(speed)
+        if speed < MIN_SPEED:
+            raise UserError(f"--speed: {speed} is too slow (at least {MIN_SPEED:g})")
+        return None if math.isinf(speed) else float(speed)
     if max_speed:
         return None
     if into:
@@ -35,10 +41,7 @@ def choose_speed(speed: float | None, max_speed: bool, *, into: bool, out_is_tty
     return 1.0 if out_is_tty else None
 
 
-def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=None, cgroup=None, pod=None,
-               fmt="jsonl", output=None, into=None, out=None, check=None, prepare_only=False, *, stdout=None,
-               clock=None, sleep=None) -> int:
-    stdout = stdout or sys.stdout
+def _check_options(tapes, fmt, into, out, output, check, prepare_only) -> None:
     if prepare_only and into is None:
         raise UserError("--prepare makes the layout of an --into folder: give --into DIR")
     if fmt != "jsonl":
@@ -47,15 +50,58 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
         raise UserError("--check compares the jsonl stream; it does not combine with --into, --out or --output")
     if into is not None and len(tapes) > 1:
         raise UserError("--into: re-enact one tape at a time (one node's cgroup tree)")
-    expected = None
-    if check is not None:
-        try:
-            expected = open(check, encoding="utf-8")
-        except OSError as e:
-            raise UserError(f"--check {check}: cannot read: {e.strerror}", str(check)) from None
+
+
+def _open_check(check):
+    if check is None:
+        return None
+    try:
+        return open(check, "rb")
+    except OSError as e:
+        raise UserError(f"--check {check}: cannot read: {e.strerror}", str(check)) from None
+
+
+def _into_sink(rp: Replay, sel, into, allow_cgroupfs: bool):
+    """The --into sink, its manifest layout and every row it will apply validated first."""
+    from .guard import check_selection
+    from .sinks.cgroupfs import CgroupfsSink
+
+    sink = CgroupfsSink(Path(into), rp.manifest.get("cgroup") or {}, allow_cgroupfs=allow_cgroupfs)
+    into_sel = rp.select_tables(sel, INTO_TABLES)
+    check_selection(rp.runs(into_sel), into_sel.lo, into_sel.hi, into_sel.rf)
+    return sink
+
+
+def _prepare(sink, into) -> None:
+    try:
+        sink.prepare()
+    except OSError as e:
+        raise UserError(f"--into {into}: cannot create the tree: {e.strerror}", str(into)) from None
+
+
+def _open_output(output, stdout):
+    if output is None:
+        return stdout, False
+    try:
+        return open(output, "w", encoding="utf-8"), True
+    except OSError as e:
+        raise UserError(f"--output {output}: cannot write: {e.strerror}", str(output)) from None
+
+
+def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=None, cgroup=None, pod=None,
+               fmt="jsonl", output=None, into=None, out=None, check=None, prepare_only=False, *, stdout=None,
+               clock=None, sleep=None, allow_cgroupfs=False) -> int:
+    stdout = stdout or sys.stdout
+    _check_options(tapes, fmt, into, out, output, check, prepare_only)
     rp: Replay = open_replay(tapes)
     sel = rp.select(from_, to, tables, cgroup, pod)
-
+    sink_into = _into_sink(rp, sel, into, allow_cgroupfs) if into is not None else None
+    if prepare_only:
+        _prepare(sink_into, into)
+        print(f"{sink_into.describe()} ready in {into}: start 'nodetape record OUT --cgroup-root {into}', "
+              "then replay without --prepare", file=sys.stderr)
+        sink_into.close()
+        return 0
     if out is not None:
         from .sinks.tape import write_slice
 
@@ -64,45 +110,30 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
         write_slice(rp, sel, Path(out), {"cgroup": cgroup, "pod": pod_uid_of(pod) if pod else None})
         if into is None and output is None:
             return 0
-
-    sink_into = None
-    if into is not None:
-        from .sinks.cgroupfs import CgroupfsSink
-
-        sink_into = CgroupfsSink(Path(into), rp.manifest.get("cgroup") or {})
-        try:
-            sink_into.prepare()
-        except OSError as e:
-            raise UserError(f"--into {into}: cannot create the tree: {e.strerror}", str(into)) from None
-        if prepare_only:
-            print(f"{sink_into.describe()} ready in {into}: start 'nodetape record OUT --cgroup-root {into}', "
-                  "then replay without --prepare", file=sys.stderr)
-            return 0
+    if sink_into is not None:
+        _prepare(sink_into, into)
         if output is None:
-            # only the cgroup tables drive the tree: skip reading the others
-            sel = rp.select(from_, to, tables, cgroup, pod, restrict_to=INTO_TABLES)
-
-    stream_out = None
-    close_out = False
-    if check is None and (output is not None or into is None):
-        if output is not None:
-            try:
-                stream_out = open(output, "w", encoding="utf-8")
-            except OSError as e:
-                raise UserError(f"--output {output}: cannot write: {e.strerror}", str(output)) from None
-            close_out = True
-        else:
-            stream_out = stdout
-
+            sel = rp.select_tables(sel, INTO_TABLES)  # only the cgroup tables drive the tree: skip the others
+    expected = _open_check(check)
+    stream_out, close_out = (None, False) if check is not None or (into is not None and output is None) \
+        else _open_output(output, stdout)
     isatty = getattr(stdout, "isatty", lambda: False)()
     spd = choose_speed(speed, max_speed, into=into is not None, out_is_tty=isatty and output is None,
                        check=check is not None)
-    kw = {}
-    if clock is not None:
-        kw["clock"] = clock
-    if sleep is not None:
-        kw["sleep"] = sleep
+    kw = {k: v for k, v in (("clock", clock), ("sleep", sleep)) if v is not None}
     pacer = Pacer(spd, sel.start_ns, **kw)
+    try:
+        return _stream(rp, sel, pacer, stream_out, expected, sink_into, stdout)
+    finally:
+        if close_out:
+            stream_out.close()
+        if expected is not None:
+            expected.close()
+        if sink_into is not None:
+            sink_into.close()
+
+
+def _stream(rp: Replay, sel, pacer: Pacer, stream_out, expected, sink_into, stdout) -> int:
     js = jsonl.JsonlSink(stream_out, live=pacer.paced) if stream_out is not None else None
     chk = jsonl.CheckSink(expected) if expected is not None else None
     need_lines = js is not None or chk is not None
@@ -120,10 +151,6 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
                 js.flush()
             except BrokenPipeError:
                 pass
-        if close_out:
-            stream_out.close()
-        if expected is not None:
-            expected.close()
     if chk is not None and code != 0:
         stdout.write(chk.report())
     return code
@@ -132,15 +159,15 @@ def run_replay(tapes, speed=None, max_speed=False, from_=None, to=None, tables=N
 def _pump(rp: Replay, sel, pacer: Pacer, js, chk, into, need_lines: bool) -> int:
     if need_lines and into is None and not pacer.paced:
         return _pump_chunks(rp, sel, js, chk)
-    enc = jsonl.LineEncoder(rp.hosts) if need_lines else None
     pacer.start()
-    for run, t, vals in rp.rows(sel):
+    rows = rp.rows_with_text(sel, jsonl.BatchEncoder(rp.hosts)) if need_lines else rp.rows(sel)
+    for run, t, vals, *text in rows:
         if pacer.paced:
             pacer.wait(t + run.shift_ns)
         if into is not None and run.table.name in INTO_TABLES:
             into.write(run.table.name, dict(zip(run.table.column_names, vals)))
-        if enc is not None:
-            line = enc(run, vals)
+        if need_lines:
+            line = text[0][:-1]  # without its newline
             if js is not None:
                 js.write(line)
             if chk is not None and not chk.write(line):
@@ -158,3 +185,4 @@ def _pump_chunks(rp: Replay, sel, js, chk) -> int:
         if chk is not None and not chk.write_bytes(data):
             return 1
     return 0
+

@@ -10,6 +10,8 @@ How a row names its cgroup depends on its table:
 - only `cgroup_id` (syscall tables, file_opens, packet_drops, processes): the
   cgroup2 id, resolved to paths through the tape's own cgroup rows of the
   'unified' hierarchy (v1 ids are inodes of other filesystems and may collide).
+  The map is kept per tape: two nodes' cgroup ids are unrelated numbers, and the
+  same id may name /kubepods/... on one and /system.slice/... on the other.
 Tables with none of these (mounts, net_interfaces, ...) have no rows for a
 cgroup or pod filter.
 """
@@ -46,9 +48,9 @@ def table_can_match(t: Table) -> bool:
 class RowFilter:
     cgroup_glob: str | None = None
     pod_uid: str | None = None
-    # cgroup2 id -> paths and pod uid, for tables that only carry cgroup_id
-    id_paths: dict[int, set[str]] = field(default_factory=dict)
-    id_pods: dict[int, str] = field(default_factory=dict)
+    # per tape index: cgroup2 id -> paths and pod uid, for tables that only carry cgroup_id
+    id_paths: dict[int, dict[int, set[str]]] = field(default_factory=dict)
+    id_pods: dict[int, dict[int, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.pod_uid:
@@ -61,20 +63,20 @@ class RowFilter:
     def _glob_path(self, path: str | None) -> bool:
         return path is not None and fnmatch.fnmatchcase(path, self.cgroup_glob)
 
-    def _glob_id(self, cid: int | None) -> bool:
-        return cid is not None and any(fnmatch.fnmatchcase(p, self.cgroup_glob) for p in self.id_paths.get(cid, ()))
+    def _glob_id(self, paths: dict[int, set[str]]):
+        return lambda cid: cid is not None and any(fnmatch.fnmatchcase(p, self.cgroup_glob) for p in paths.get(cid, ()))
 
     def _pod_path(self, path: str | None) -> bool:
         return path is not None and identity(path).pod_uid == self.pod_uid
 
-    def _pod_id(self, cid: int | None) -> bool:
-        return cid is not None and self.id_pods.get(cid) == self.pod_uid
+    def _pod_id(self, pods: dict[int, str]):
+        return lambda cid: cid is not None and pods.get(cid) == self.pod_uid
 
     def _pod_value(self, pod: str | None) -> bool:
         return pod == self.pod_uid
 
-    def mask(self, t: Table, batch: pa.RecordBatch) -> pa.Array | None:
-        """Boolean mask of the rows to keep; None keeps every row.
+    def mask(self, t: Table, batch: pa.RecordBatch, tape_idx: int = 0) -> pa.Array | None:
+        """Boolean mask of the rows of tape number `tape_idx` to keep; None keeps every row.
 
         A row is judged by its most specific identity: the pod_uid column where
         the recorder set it, else its path, else (path NULL, e.g. fork rows) its id.
@@ -89,10 +91,12 @@ class RowFilter:
             return pa.array([False] * batch.num_rows, type=pa.bool_())
         m = None
         if self.cgroup_glob:
-            m = _layered([(path, self._glob_path), (cid, self._glob_id)], batch.num_rows)
+            ids = self._glob_id(self.id_paths.get(tape_idx, {}))
+            m = _layered([(path, self._glob_path), (cid, ids)], batch.num_rows)
         if self.pod_uid:
             pod = batch.column("pod_uid") if "pod_uid" in names else None
-            pm = _layered([(pod, self._pod_value), (path, self._pod_path), (cid, self._pod_id)], batch.num_rows)
+            ids = self._pod_id(self.id_pods.get(tape_idx, {}))
+            pm = _layered([(pod, self._pod_value), (path, self._pod_path), (cid, ids)], batch.num_rows)
             m = pm if m is None else pc.and_(m, pm)
         return m
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import NamedTuple
 
 from nodetape.core.errors import UserError
 from ..schemas import TABLE_NAMES, TABLES, Table
+from nodetape.tape.clockmap import clock_pairs
 from nodetape.tape.reader import Tape, open_tapes
 from .filters import RowFilter, build_id_maps, table_can_match
 from .merge import Run, make_runs, merge, merge_chunks
@@ -87,7 +89,8 @@ class Replay:
         if spec is None:
             return None
         try:
-            return parse_time(spec, start_ns=self.start_ns, offset_ns=self.tapes[0].offset_ns, option=option)
+            return parse_time(spec, start_ns=self.start_ns, pairs=clock_pairs(self.tapes[0].manifest["clock"]),
+                              option=option)
         except ValueError as e:
             raise UserError(str(e)) from None
 
@@ -103,12 +106,19 @@ class Replay:
             rf = RowFilter(cgroup_glob=cgroup or None, pod_uid=pod or None)
             chosen = [t for t in chosen if table_can_match(t)]
             if any("cgroup_id" in t.column_names for t in chosen):
-                parts = [p for tape in self.tapes for n in ("cgroup_events", "cgroup_samples") for p in tape.parts.get(n, [])]
-                rf.id_paths, rf.id_pods = build_id_maps(parts)
+                # per tape: cgroup ids of different nodes are unrelated numbers that may collide
+                for i, tape in enumerate(self.tapes):
+                    parts = [p for n in ("cgroup_events", "cgroup_samples") for p in tape.parts.get(n, [])]
+                    rf.id_paths[i], rf.id_pods[i] = build_id_maps(parts)
         lo, hi = self.time(from_, "--from"), self.time(to, "--to")
         if lo is not None and hi is not None and hi <= lo:
             raise UserError(f"--to: the window is empty (--to {to} is not after --from {from_})")
         return Selection(tuple(chosen), lo, hi, lo if lo is not None else self.start_ns, rf)
+
+    def select_tables(self, sel: Selection, names: Iterable[str]) -> Selection:
+        """The same selection narrowed to the tables `names`."""
+        keep = set(names)
+        return dataclasses.replace(sel, tables=tuple(t for t in sel.tables if t.name in keep))
 
     def runs(self, sel: Selection) -> list[Run]:
         return make_runs(self.tapes, list(sel.tables), self.shifts, sel.lo, sel.hi)
@@ -116,6 +126,10 @@ class Replay:
     def rows(self, sel: Selection) -> Iterator[tuple[Run, int, tuple]]:
         """(run, recorded time, values) in merge order: the fast path the sinks use."""
         return merge(self.runs(sel), sel.lo, sel.hi, sel.rf)
+
+    def rows_with_text(self, sel: Selection, encode) -> Iterator[tuple[Run, int, tuple, str]]:
+        """rows() with each row's text from `encode(run, batch)` (e.g. its jsonl line)."""
+        return merge(self.runs(sel), sel.lo, sel.hi, sel.rf, encode)
 
     def chunks(self, sel: Selection, prepare) -> Iterator:
         """`prepare(run, batch)` arrays (one element per row) gathered in merge order, a chunk at a

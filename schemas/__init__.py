@@ -86,6 +86,33 @@ def batch(name: str, columns: Mapping[str, Any]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=t.schema)
 
 
+def conform(name: str, data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """`data` (a Table or RecordBatch of table `name`) with exactly the declared schema.
+
+    Columns in declared order and types (cast where a part stored another
+    encoding, e.g. plain strings for a dictionary column); declared columns the
+    data lacks (a tape written by an older nodetape) are NULL; other columns are
+    dropped. Data already in the declared schema is returned as is. The one place
+    that makes rows match their schema: replay's merge and slices use it, and so
+    can a writer.
+    """
+    sch = table(name).schema
+    if data.schema.names == sch.names and data.schema.types == sch.types:
+        return data
+    n = data.num_rows
+    have = set(data.schema.names)
+    arrays = []
+    for f in sch:
+        if f.name in have:
+            a = data.column(f.name)
+            arrays.append(a if a.type == f.type else a.cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, type=f.type))
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(arrays, schema=sch)
+    return pa.Table.from_arrays(arrays, schema=sch)
+
+
 __all__ = [
     "BOOTTIME_NS",
     "SCHEMA_MAJOR",
@@ -95,6 +122,7 @@ __all__ = [
     "Column",
     "Table",
     "batch",
+    "conform",
     "schema",
     "table",
 ]

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nodetape.core.errors import TapeError
+from nodetape.tape import clockmap
 from nodetape.tape.format import read_manifest
 from nodetape.schemas import SCHEMA_MAJOR, TABLES, Table
 
@@ -65,20 +66,11 @@ class Tape:
     @property
     def clock_pairs(self) -> list[tuple[int, int]]:
         """(boottime_ns, offset_ns) sorted by boottime; at least one."""
-        snaps = self.manifest["clock"].get("snapshots") or []
-        pairs = sorted((b, r - b) for b, r in snaps)
-        return pairs or [(0, self.offset_ns)]
+        return clockmap.clock_pairs(self.manifest["clock"])
 
     def offset_at(self, boot_ns: int) -> int:
         """realtime - boottime in effect at `boot_ns` (the nearest preceding clock pair)."""
-        pairs = self.clock_pairs
-        off = pairs[0][1]
-        for b, o in pairs:
-            if b <= boot_ns:
-                off = o
-            else:
-                break
-        return off
+        return clockmap.offset_at(boot_ns, self.clock_pairs)
 
     def offset_sql(self, column: str) -> str:
         pairs = self.clock_pairs

@@ -27,29 +27,16 @@ when a row names a cgroup whose creation the recording did not see.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nodetape.core.errors import UserError
+from ..confine import Beneath, Escape, components, is_cgroupfs_path, plain_name, shown, write_at
 
 UNIFIED = "unified"
 # v1 memory.limit_in_bytes with no limit (PAGE_COUNTER_MAX pages of 4 KiB)
 V1_NO_LIMIT = 9223372036854771712
 TABLES = ("cgroup_events", "cgroup_samples", "psi_samples")
-
-
-def write_in_place(path: Path, text: str) -> None:
-    """Overwrite a file's content keeping its inode (create it if missing)."""
-    data = text.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        old = os.fstat(fd).st_size
-        os.pwrite(fd, data, 0)
-        if len(data) < old:
-            os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
+Comps = tuple[str, ...]
 
 
 def _psi_text(row: dict) -> str | None:
@@ -66,24 +53,44 @@ def _kv(pairs) -> str:
     return "".join(f"{k} {v}\n" for k, v in pairs if v is not None)
 
 
-class CgroupfsSink:
-    def __init__(self, root: Path, cgroup_manifest: dict):
-        self.root = Path(root)
-        mode = (cgroup_manifest or {}).get("mode")
-        if mode not in ("v1", "v2", "hybrid"):
-            raise UserError(f"--into: the tape records no cgroup layout (cgroup mode {mode!r})")
-        self.mode = mode
-        rec_root = Path(cgroup_manifest.get("root") or "/sys/fs/cgroup")
-        self.hdirs: dict[str, Path] = {}
-        for name, p in (cgroup_manifest.get("hierarchies") or {}).items():
+def hierarchy_dirs(cgroup_manifest: dict) -> tuple[str, dict[str, Comps]]:
+    """The tape's cgroup mode and each hierarchy's folder beneath the target, as components;
+    UserError naming the manifest field that is missing or would escape the target."""
+    mode = (cgroup_manifest or {}).get("mode")
+    if mode not in ("v1", "v2", "hybrid"):
+        raise UserError(f"--into: the tape records no cgroup layout (cgroup mode {shown(mode)})")
+    root = cgroup_manifest.get("root") or "/sys/fs/cgroup"
+    hier = cgroup_manifest.get("hierarchies") or {}
+    ctl = cgroup_manifest.get("controllers") or {}
+    if not isinstance(root, str) or not isinstance(hier, dict) or not isinstance(ctl, dict):
+        raise UserError("--into: manifest field cgroup.root, cgroup.hierarchies or cgroup.controllers is malformed")
+    dirs: dict[str, Comps] = {}
+    for name, p in hier.items():
+        try:
+            if name != UNIFIED or mode != "v2":
+                plain_name(name)
+            if not isinstance(p, str):
+                raise Escape("is not text")
             try:
-                rel = Path(p).relative_to(rec_root)
+                rel = str(PurePosixPath(p).relative_to(PurePosixPath(root)))
             except ValueError:
-                rel = Path("" if (name == UNIFIED and mode == "v2") else name)
-            self.hdirs[name] = self.root / rel
-        if mode == "v2":
-            self.hdirs[UNIFIED] = self.root
-        self.controllers: dict[str, str] = dict(cgroup_manifest.get("controllers") or {})
+                rel = "" if (name == UNIFIED and mode == "v2") else name
+            dirs[name] = components(rel)
+        except Escape as e:
+            raise UserError(f"--into: manifest cgroup.hierarchies {shown(name)} ({shown(p)}) {e}: "
+                            "it would leave the target") from None
+    if mode == "v2":
+        dirs[UNIFIED] = ()
+    return mode, dirs
+
+
+class CgroupfsSink:
+    def __init__(self, root: Path, cgroup_manifest: dict, *, allow_cgroupfs: bool = False):
+        self.root = Path(root)
+        self.mode, self.hdirs = hierarchy_dirs(cgroup_manifest)
+        self.allow_cgroupfs = allow_cgroupfs
+        self.controllers: dict[str, str] = {str(k): v for k, v in (cgroup_manifest.get("controllers") or {}).items()}
+        self.fs: Beneath | None = None
         self.removed: set[tuple[str, str]] = set()
         self.procs: dict[tuple[str, str], set[int]] = {}
         self.events: dict[tuple[str, str], dict[str, int]] = {}
@@ -104,48 +111,63 @@ class CgroupfsSink:
         """'hybrid cgroup layout (cpu, cpuacct, memory, pids, unified)', for messages."""
         return f"{self.mode} cgroup layout ({', '.join(sorted(self.hdirs))})"
 
+    @property
+    def on_cgroupfs(self) -> bool:
+        """Writing into a real cgroup filesystem (--allow-cgroupfs): the kernel owns its files."""
+        return self.fs is not None and self.fs.cgroupfs
+
     def prepare(self) -> None:
         """Create the hierarchy roots and their layout markers (idempotent)."""
+        if is_cgroupfs_path(self.root) and not self.allow_cgroupfs:
+            raise UserError(f"--into {self.root}: is on a real cgroup filesystem; re-enact into a plain folder "
+                            "or pass --allow-cgroupfs to write the tape's own cgroups there", str(self.root))
         self.root.mkdir(parents=True, exist_ok=True)
-        for name, d in self.hdirs.items():
-            d.mkdir(parents=True, exist_ok=True)
+        if self.fs is None:
+            self.fs = Beneath(self.root, allow_cgroupfs=self.allow_cgroupfs)
+        for comps in self.hdirs.values():
+            self.fs.dir(comps)  # a hierarchy that exists on a cgroupfs mount is refused before any write
+        for name, comps in self.hdirs.items():
+            d = self.fs.dir(comps, create=True)
+            if self.fs.on_cgroupfs(comps):
+                continue  # the kernel's own root: never written
             if name == UNIFIED:
                 # pure v2: the cgroup2 root holds the controllers the files below
                 # belong to; hybrid: they live in the v1 hierarchies, as recorded
                 ctl = "cpu memory pids" if self.mode == "v2" else ""
-                if not (d / "cgroup.controllers").exists():
-                    write_in_place(d / "cgroup.controllers", ctl + "\n" if ctl else "")
-            if not (d / "cgroup.procs").exists():
-                write_in_place(d / "cgroup.procs", "")
+                if not self.fs.exists(comps, "cgroup.controllers"):
+                    write_at(d, "cgroup.controllers", (ctl + "\n" if ctl else "").encode())
+            if not self.fs.exists(comps, "cgroup.procs"):
+                write_at(d, "cgroup.procs", b"")
 
-    def _dir(self, hierarchy: str, path: str, create: bool = True) -> Path | None:
+    def _put(self, d: int, name: str, text: str) -> None:
+        if self.on_cgroupfs:
+            try:  # only files the kernel made and lets us write (cpu.max, ...); read-only ones stay the kernel's
+                write_at(d, name, text.encode(), create=False, truncate=False)
+            except OSError:
+                pass
+            return
+        write_at(d, name, text.encode())
+
+    def _dir(self, hierarchy: str, path: str, create: bool = True) -> int | None:
         base = self.hdirs.get(hierarchy)
-        if base is None:
+        if base is None or (hierarchy, path) in self.removed:
             return None
-        key = (hierarchy, path)
-        if key in self.removed:
-            return None
-        d = base / path.strip("/") if path.strip("/") else base
-        if create and not d.is_dir():
-            # mkdir one level at a time so inotify watchers see each parent
-            parts = path.strip("/").split("/")
-            cur = base
-            for p in parts:
-                cur = cur / p
-                if not cur.is_dir():
-                    cur.mkdir()
-                    self._init_files(hierarchy, cur)
-        return d
+        if self.fs is None:
+            self.prepare()
+        comps = base + components(path)
+        return self.fs.dir(comps, create=create, on_create=lambda c, fd: self._init_files(hierarchy, fd))
 
-    def _init_files(self, hierarchy: str, d: Path) -> None:
+    def _init_files(self, hierarchy: str, d: int) -> None:
         # the kernel creates a cgroup's files with its directory; their recorded
         # values come with the first sample, until then they are empty (not 0)
-        write_in_place(d / "cgroup.procs", "")
+        if self.on_cgroupfs:
+            return
+        self._put(d, "cgroup.procs", "")
         for name in self._controller_files(hierarchy):
-            write_in_place(d / name, "")
+            self._put(d, name, "")
         if hierarchy == UNIFIED:
             # a new cgroup is empty and not frozen (Documentation/admin-guide/cgroup-v2.rst)
-            write_in_place(d / "cgroup.events", "populated 0\nfrozen 0\n")
+            self._put(d, "cgroup.events", "populated 0\nfrozen 0\n")
 
     def _controller_files(self, hierarchy: str) -> list[str]:
         v2 = hierarchy == UNIFIED
@@ -162,12 +184,17 @@ class CgroupfsSink:
 
     # -- events ---------------------------------------------------------------
     def write(self, table: str, row: dict) -> None:
-        if table == "cgroup_events":
-            self._event(row)
-        elif table == "cgroup_samples":
-            self._sample(row)
-        elif table == "psi_samples":
-            self._psi(row)
+        if row.get("cgroup_path" if table != "psi_samples" else "scope") is None:
+            return  # a row that names no cgroup (e.g. an eBPF event whose path was not resolved)
+        try:
+            if table == "cgroup_events":
+                self._event(row)
+            elif table == "cgroup_samples":
+                self._sample(row)
+            elif table == "psi_samples":
+                self._psi(row)
+        except Escape as e:  # the command validates first (guard.py); a direct API caller may not have
+            raise UserError(f"--into: a {table} row names a path that {e}; it would leave the target") from None
 
     def _event(self, row: dict) -> None:
         h, path, kind = row["hierarchy"], row["cgroup_path"], row["kind"]
@@ -192,7 +219,7 @@ class CgroupfsSink:
             field, value = {"populated": ("populated", 1), "unpopulated": ("populated", 0),
                             "frozen": ("frozen", 1), "thawed": ("frozen", 0)}[kind]
             st[field] = value
-            write_in_place(d / "cgroup.events", _kv(st.items()))
+            self._put(d, "cgroup.events", _kv(st.items()))
         elif kind in ("oom", "oom_kill", "memory_high", "memory_max"):
             self._memory_event(row, kind)
         elif kind == "attach" and row.get("pid") is not None:
@@ -205,8 +232,8 @@ class CgroupfsSink:
 
     def _write_procs(self, h: str, path: str) -> None:
         d = self._dir(h, path)
-        if d is not None:
-            write_in_place(d / "cgroup.procs", "".join(f"{p}\n" for p in sorted(self.procs.get((h, path), ()))))
+        if d is not None and not self.on_cgroupfs:  # a real cgroup.procs moves real processes: never
+            self._put(d, "cgroup.procs", "".join(f"{p}\n" for p in sorted(self.procs.get((h, path), ()))))
 
     def _memory_event(self, row: dict, kind: str) -> None:
         h = self.hierarchy_for("memory") or row["hierarchy"]
@@ -218,20 +245,19 @@ class CgroupfsSink:
         st[name] = st.get(name, 0) + row["count"]
         if h == UNIFIED:
             order = ("low", "high", "max", "oom", "oom_kill", "oom_group_kill")
-            write_in_place(d / "memory.events", _kv((k, st.get(k)) for k in order))
+            self._put(d, "memory.events", _kv((k, st.get(k)) for k in order))
         elif "oom_kill" in st:
-            write_in_place(d / "memory.oom_control", _kv([("oom_kill", st["oom_kill"])]))
+            self._put(d, "memory.oom_control", _kv([("oom_kill", st["oom_kill"])]))
 
     def _remove(self, h: str, path: str) -> None:
-        d = self._dir(h, path, create=False)
         self.removed.add((h, path))
-        if d is None or not d.is_dir() or d == self.hdirs.get(h):
-            return
-        # children first (cgroupfs refuses to remove a cgroup with children)
-        for dirpath, dirnames, filenames in sorted(os.walk(d), key=lambda t: -t[0].count("/")):
-            for f in filenames:
-                os.unlink(os.path.join(dirpath, f))
-            os.rmdir(dirpath)
+        base = self.hdirs.get(h)
+        if base is None or not components(path):
+            return  # a hierarchy root is never removed
+        if self.fs is None:
+            self.prepare()
+        # children first (cgroupfs refuses to remove a cgroup with children; its files go with it)
+        self.fs.remove_tree(base + components(path), unlink_files=not self.on_cgroupfs)
         for k in [k for k in self.procs if k[0] == h and (k[1] == path or k[1].startswith(path.rstrip("/") + "/"))]:
             del self.procs[k]
 
@@ -251,20 +277,20 @@ class CgroupfsSink:
                             ("nr_throttled", g("nr_throttled")), ("throttled_usec", g("throttled_usec"))])
                 if g("cpu_period_usec") is not None:
                     q = g("cpu_quota_usec")
-                    write_in_place(d / "cpu.max", f"{'max' if q is None else q} {g('cpu_period_usec')}\n")
+                    self._put(d, "cpu.max", f"{'max' if q is None else q} {g('cpu_period_usec')}\n")
             else:
                 tt = g("throttled_usec")
                 stat = _kv([("nr_periods", g("nr_periods")), ("nr_throttled", g("nr_throttled")),
                             ("throttled_time", None if tt is None else tt * 1000)])
                 if g("cpu_period_usec") is not None:
                     q = g("cpu_quota_usec")
-                    write_in_place(d / "cpu.cfs_quota_us", f"{-1 if q is None else q}\n")
-                    write_in_place(d / "cpu.cfs_period_us", f"{g('cpu_period_usec')}\n")
+                    self._put(d, "cpu.cfs_quota_us", f"{-1 if q is None else q}\n")
+                    self._put(d, "cpu.cfs_period_us", f"{g('cpu_period_usec')}\n")
             if stat:
-                write_in_place(d / "cpu.stat", stat)
+                self._put(d, "cpu.stat", stat)
         ha = self.hierarchy_for("cpuacct")
         if ha is not None and ha != UNIFIED and g("cpu_usage_usec") is not None and (d := self._dir(ha, path)) is not None:
-            write_in_place(d / "cpuacct.usage", f"{g('cpu_usage_usec') * 1000}\n")
+            self._put(d, "cpuacct.usage", f"{g('cpu_usage_usec') * 1000}\n")
         hm = self.hierarchy_for("memory")
         cur, lim = g("memory_current"), g("memory_max")
         # a cgroup is made in a hierarchy only where the row has values from it:
@@ -272,17 +298,17 @@ class CgroupfsSink:
         if hm is not None and (cur is not None or lim is not None) and (d := self._dir(hm, path)) is not None:
             if hm == UNIFIED:
                 if cur is not None:
-                    write_in_place(d / "memory.current", f"{cur}\n")
+                    self._put(d, "memory.current", f"{cur}\n")
                 if cur is not None or lim is not None:
-                    write_in_place(d / "memory.max", f"{'max' if lim is None else lim}\n")
+                    self._put(d, "memory.max", f"{'max' if lim is None else lim}\n")
             else:
                 if cur is not None:
-                    write_in_place(d / "memory.usage_in_bytes", f"{cur}\n")
+                    self._put(d, "memory.usage_in_bytes", f"{cur}\n")
                 if cur is not None or lim is not None:
-                    write_in_place(d / "memory.limit_in_bytes", f"{V1_NO_LIMIT if lim is None else lim}\n")
+                    self._put(d, "memory.limit_in_bytes", f"{V1_NO_LIMIT if lim is None else lim}\n")
         hp = self.hierarchy_for("pids")
         if hp is not None and g("pids_current") is not None and (d := self._dir(hp, path)) is not None:
-            write_in_place(d / "pids.current", f"{g('pids_current')}\n")
+            self._put(d, "pids.current", f"{g('pids_current')}\n")
         if g("nr_procs") == 0:
             # an empty cgroup is a recorded fact: its cgroup.procs is empty everywhere
             for hh in self.hdirs:
@@ -292,17 +318,19 @@ class CgroupfsSink:
 
     def _psi(self, row: dict) -> None:
         text = _psi_text(row)
-        if text is None or UNIFIED not in self.hdirs:
+        if self.on_cgroupfs:
+            return  # a real <resource>.pressure is the kernel's: a write there makes a PSI trigger
+        if text is None or row.get("resource") is None or UNIFIED not in self.hdirs:
             return
         scope = row["scope"]
-        d = self.hdirs[UNIFIED] if scope in ("system", "/") else self._dir(UNIFIED, scope)
+        if scope in ("system", "/"):
+            d = self._dir(UNIFIED, "")
+        else:
+            d = self._dir(UNIFIED, scope)
         if d is not None:
-            write_in_place(d / f"{row['resource']}.pressure", text)
+            self._put(d, f"{plain_name(row['resource'])}.pressure", text)
 
     def close(self) -> None:
-        pass
-
-
-def clear_into(root: Path) -> None:
-    """Remove a re-enacted tree (tests and repeated runs)."""
-    shutil.rmtree(root, ignore_errors=True)
+        if self.fs is not None:
+            self.fs.close()
+            self.fs = None

@@ -7,16 +7,25 @@ cgroup layout (so ISO times and `--into` work on the slice too) and its
 sources' status, and says what it is a slice of under `slice`. A slice with
 a start also carries the rows that describe the state at that start
 (prologue.py), counted in `slice.carried_rows`.
+
+The slice is built in a hidden sibling folder and renamed onto TAPE2 only when
+complete: a failure (a corrupt part, a full disk, a path the user cannot write)
+leaves nothing behind, so the same command can simply be run again. An offline
+copy never drops rows: the writer's back-pressure bound (meant for a live
+recorder that must not fall behind) is lifted, and any row it still dropped
+fails the slice.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from pathlib import Path
 
-from nodetape.core.errors import UserError
+from nodetape.core.errors import TapeError, UserError
 from nodetape.tape.format import FORMAT
-from ...schemas import SCHEMA_VERSION
+from ...schemas import SCHEMA_VERSION, conform
 from nodetape.tape.writer import TapeWriter
 from ..merge import sorted_batches
 
@@ -51,16 +60,23 @@ def slice_manifest(replay, sel, options: dict) -> dict:
 
 def _write_prologue(replay, sel, writer) -> dict[str, int]:
     """Rows before the window that describe the state at its start (prologue.py); rows per table."""
+    import duckdb
+
     from nodetape.tape.reader import connect
     from ..prologue import prologue
 
     con = connect(replay.tapes)
     carried = {}
     for t in sel.tables:
-        rows = prologue(con, t, sel.lo)
+        try:
+            rows = prologue(con, t, sel.lo)
+        except duckdb.Error as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            where = replay.tapes[0].path / t.name
+            raise TapeError(f"{where}: cannot read the rows before --from ({first})", str(where)) from None
         if rows is None or not rows.num_rows:
             continue
-        for b in rows.cast(t.schema).to_batches():
+        for b in conform(t.name, rows).to_batches():
             m = sel.rf.mask(t, b) if sel.rf is not None else None
             if m is not None:
                 b = b.filter(m)
@@ -70,15 +86,10 @@ def _write_prologue(replay, sel, writer) -> dict[str, int]:
     return carried
 
 
-def write_slice(replay, sel, out: Path, options: dict) -> dict:
-    """Write the selection as a tape at `out`; returns its manifest."""
-    if len(replay.tapes) != 1:
-        raise UserError("--out: slice one tape at a time (several tapes have several hosts and clocks)")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"--out {out}: exists and is not an empty folder", str(out))
+def _fill(replay, sel, tmp: Path, options: dict) -> None:
     src_end = replay.manifest.get("end_ns") or replay.manifest.get("last_flush_ns")
-    writer = TapeWriter(out, slice_manifest(replay, sel, options))
+    # an offline copy has no live stream to keep up with: no back-pressure drops
+    writer = TapeWriter(tmp, slice_manifest(replay, sel, options), max_total_bytes=1 << 62)
     if sel.lo is not None:
         # the state at the window's start first: older rows, so every table stays in time order
         carried = _write_prologue(replay, sel, writer)
@@ -90,7 +101,26 @@ def write_slice(replay, sel, out: Path, options: dict) -> dict:
     if sel.hi is not None and src_end is not None:
         end = min(sel.hi, int(src_end))
     writer.close(end)
+    if writer.dropped_rows:
+        raise UserError(f"--out: the writer dropped {writer.dropped_rows} rows ({writer.dropped}); no slice written")
     # the writer stamps the flush with this machine's clock: meaningless for a slice
     writer.manifest.pop("last_flush_ns", None)
     writer.write_manifest()
-    return writer.manifest
+
+
+def write_slice(replay, sel, out: Path, options: dict) -> None:
+    """Write the selection as a tape at `out`, whole or not at all."""
+    if len(replay.tapes) != 1:
+        raise UserError("--out: slice one tape at a time (several tapes have several hosts and clocks)")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out}: exists and is not an empty folder", str(out))
+    tmp = out.parent / f".{out.name}.slice-{os.getpid()}"
+    try:
+        _fill(replay, sel, tmp, options)
+        os.rename(tmp, out)  # also replaces an empty folder the user made
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write the slice: {e.strerror or e}", str(out)) from None
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)

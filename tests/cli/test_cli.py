@@ -59,7 +59,7 @@ def test_schema_table_shows_units():
 
 def test_sql_formats(tape):
     r = nodetape("sql", tape, "SELECT resource FROM psi_samples ORDER BY ts_ns", "--format", "jsonl")
-    assert r.stdout.splitlines() == ['{"resource": "cpu"}', '{"resource": "io"}']
+    assert r.stdout.splitlines() == ['{"resource":"cpu"}', '{"resource":"io"}']
     r = nodetape("sql", tape, "SELECT resource FROM psi_samples ORDER BY ts_ns", "--format", "json")
     assert r.stdout.startswith("[") and '"io"' in r.stdout
     r = nodetape("sql", tape, "SELECT count(*) AS n FROM psi_samples", "--format", "csv")

@@ -1,11 +1,14 @@
-"""The column-wise jsonl path (batched merge + BatchEncoder) gives the bytes of the
-row path (heap merge + LineEncoder) on random tapes: ties across tables, parts and
-tapes, unsorted parts, NULLs, odd floats and text, windows and filters, and batch
-boundaries everywhere (tiny batches)."""
+"""The column-wise jsonl encoder (BatchEncoder) gives the bytes of a plain per-row
+reference encoding (json.dumps of each row's dict), and the chunk path (no pacing)
+the bytes of the row path (pacing, --into, the API), on random tapes: ties across
+tables, parts and tapes, unsorted parts, NULLs, odd floats and text, windows and
+filters, and batch boundaries everywhere (tiny batches)."""
 
 from __future__ import annotations
 
 import io
+import json
+import math
 import random
 
 import pytest
@@ -13,7 +16,6 @@ import pytest
 from nodetape import replay
 from nodetape.replay import merge as merge_mod
 from nodetape.replay.command import run_replay
-from nodetape.replay.sinks.jsonl import LineEncoder
 
 from replay_util import BOOT0, OFFSET, make_tape
 
@@ -58,10 +60,34 @@ def _tape(path, seed: int, offset=OFFSET, hostname="node-a"):
     return make_tape(path, flushes, offset_ns=offset, hostname=hostname)
 
 
+def _reference(v):
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, str):
+        return v.translate({c: None for c in range(0x7F, 0xA0)})  # not in these tapes
+    return v
+
+
 def _row_path(paths, **sel) -> str:
+    """The stream spelled row by row with json.dumps, in the order of rows()."""
     rp = replay.open(paths)
-    enc = LineEncoder(rp.hosts)
-    return "".join(enc(run, vals) + "\n" for run, _t, vals in rp.rows(rp.select(**sel)))
+    out = []
+    for run, _t, vals in rp.rows(rp.select(**sel)):
+        head = {"table": run.table.name}
+        if len(rp.tapes) > 1:
+            head["host"] = rp.hosts[run.tape_idx]
+        row = {**head, **{k: _reference(v) for k, v in zip(run.table.column_names, vals)}}
+        out.append(json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n")
+    return "".join(out)
+
+
+def _paced_path(paths, **kw) -> str:
+    """The row path of the CLI: paced (a fake clock), so lines come from rows_with_text()."""
+    buf = io.StringIO()
+    now = [0]
+    assert run_replay(tapes=[str(p) for p in paths], speed=1e6, stdout=buf, clock=lambda: now[0],
+                      sleep=lambda s: now.__setitem__(0, now[0] + int(s * 1e9) + 1), **kw) == 0
+    return buf.getvalue()
 
 
 def _chunk_path(paths, **kw) -> str:
@@ -78,7 +104,7 @@ def test_chunk_path_bytes_equal_row_path(tmp_path, monkeypatch, seed, chunk_rows
     b = _tape(tmp_path / "b", seed + 1000, offset=OFFSET + S // 2, hostname="node-b")
     twin = _tape(tmp_path / "twin", seed, hostname="node-c")  # equal (time, table, seq) keys across tapes
     for paths in ([a], [twin, a, b]):
-        assert _chunk_path(paths) == _row_path(paths)
+        assert _chunk_path(paths) == _row_path(paths) == _paced_path(paths)
         kw = {"from_": "+0.5s", "to": "+2s", "cgroup": "/kubepods/*"}
         assert _chunk_path(paths, **kw) == _row_path(paths, **kw)
         assert _chunk_path(paths, tables="psi_samples,syscall_counts") == _row_path(
