@@ -334,6 +334,25 @@ def report(
     run_report(tapes, html)
 
 
+# -- export ------------------------------------------------------------------
+@app.command()
+def export(
+    tape: Annotated[Path, typer.Argument(help="The tape folder.")],
+    perfetto: Annotated[Optional[Path], typer.Option("--perfetto", help="Write a Perfetto trace (open it at ui.perfetto.dev).")] = None,
+) -> None:
+    """Export a tape for other tools: a Perfetto trace of births, throttling, memory, PSI and lineage.
+
+    Example:  nodetape export /tmp/tape --perfetto /tmp/tape.pftrace
+    """
+    from .export.perfetto import export_perfetto
+
+    if perfetto is None:
+        raise UserError("export: give --perfetto OUT.pftrace (the format to write)")
+    s = export_perfetto(tape, perfetto)
+    sys.stderr.write(f"wrote {perfetto}: {s['tracks']:,} tracks, {s['slices'] + s['instants']:,} slices, "
+                     f"{s['counter_values']:,} counter values, {s['bytes'] / 1024:.0f} KiB\n")
+
+
 # -- doctor ------------------------------------------------------------------
 @app.command()
 def doctor(

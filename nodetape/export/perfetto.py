@@ -1,0 +1,223 @@
+"""`nodetape export TAPE --perfetto OUT.pftrace`: a tape as a Perfetto trace.
+
+What goes where (every value comes from the tape's own named queries and tables,
+read through nodetape.api; nothing is read from Parquet files directly):
+
+  pod <name or uid>                    one group per pod in `pod_births`
+    container <name or id> | pod cgroup   one group per container (and the pod's own cgroup)
+      birth                            one slice per `pod_births` row: the stage, lasting
+                                       until the next observed stage (the last is an instant)
+      throttled %, CPU used (cores),   `throttle_timeline` (1s windows) at each window's start
+      quota (cores)
+      memory.current                   `cgroup_samples.memory_current`, bytes
+      PSI <resource> some|full avg10 % `psi_samples` of the cgroup's scope
+  cgroup <path>  (under "cgroups")     the same counters for every other cgroup
+  node                                 system-wide PSI
+  processes and threads                one track per thread of `processes` (fork, exec,
+                                       exit, seen rows as instants), named by their exec
+
+Times: `ts_ns` columns go in as recorded (CLOCK_BOOTTIME). The named queries
+return wall-clock TIMESTAMPs (microseconds); those are turned back into
+CLOCK_BOOTTIME with the manifest's clock pairs, so birth and window times are
+exact to the microsecond.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nodetape.core.errors import UserError
+from .trace import TraceWriter, load_protos
+
+THROTTLE_WINDOW = "1s"
+# (column of throttle_timeline, track name, unit, scale)
+THROTTLE_COUNTERS = (
+    ("throttle_pct", "throttled %", "%", 1.0),
+    ("cpu_usage_ms", "CPU used (cores)", "cores", 1e-3),  # ms used per 1s window -> cores
+    ("quota_cores", "quota (cores)", "cores", 1.0),
+)
+PSI_COUNTERS = (("some_avg10", "some"), ("full_avg10", "full"))
+
+
+def _rows(table) -> list[dict]:
+    return table.to_pylist()
+
+
+def collect(tape: Path) -> dict:
+    """The rows the trace is made of, through the query API."""
+    from nodetape import api
+
+    paths = [tape]
+    return {
+        "births": _rows(api.query(paths, "pod_births")),
+        "throttle": _rows(api.query(paths, "throttle_timeline", {"window": THROTTLE_WINDOW})),
+        "memory": _rows(api.sql(paths, "SELECT cgroup_path, hierarchy, ts_ns, memory_current FROM cgroup_samples "
+                                       "WHERE memory_current IS NOT NULL ORDER BY cgroup_path, hierarchy, ts_ns")),
+        "psi": _rows(api.sql(paths, "SELECT scope, resource, ts_ns, some_avg10, full_avg10 FROM psi_samples "
+                                    "ORDER BY scope, resource, ts_ns")),
+        "processes": _rows(api.sql(paths, "SELECT ts_ns, seq, source, event, pid, tgid, ppid, comm, filename, "
+                                          "exit_code FROM processes ORDER BY ts_ns, seq")),
+    }
+
+
+class _Clock:
+    """Wall-clock TIMESTAMPs of the views back to CLOCK_BOOTTIME ns, with the tape's clock pairs."""
+
+    def __init__(self, pairs: list[tuple[int, int]]):
+        self.pairs = pairs
+
+    def boot_ns(self, wall) -> int:
+        from datetime import timezone
+
+        us = int(wall.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000 + wall.microsecond
+        ns = us * 1000
+        boot = ns - self.pairs[0][1]
+        for b, o in self.pairs:  # the view used the nearest pair at or before the row
+            if ns - o >= b:
+                boot = ns - o
+        return boot
+
+
+def _clock_pairs(tape: Path) -> list[tuple[int, int]]:
+    from nodetape.tape.reader import open_tapes
+
+    return open_tapes([tape])[0].clock_pairs
+
+
+class _Layout:
+    """Which group track each cgroup's counters belong to."""
+
+    def __init__(self, w: TraceWriter, births: list[dict]):
+        self.w = w
+        self.by_path: dict[str, int] = {}
+        self.pods: dict[str, int] = {}
+        for r in births:
+            self.container(r)
+
+    def container(self, r: dict) -> int:
+        pod_uid, cid = r["pod_uid"], r.get("container_id") or ""
+        if pod_uid not in self.pods:
+            label = r.get("pod_name") or pod_uid
+            self.pods[pod_uid] = self.w.group(("pod", pod_uid), f"pod {label}", rank=0)
+        if cid:
+            label = f"container {r.get('container_name') or cid[:12]}"
+        else:
+            label = "pod cgroup"
+        g = self.w.group(("container", pod_uid, cid), label, self.pods[pod_uid], rank=1 if cid else 0)
+        self.by_path.setdefault(r["cgroup_path"], g)
+        return g
+
+    def cgroup(self, path: str) -> int:
+        g = self.by_path.get(path)
+        if g is None:
+            top = self.w.group(("cgroups",), "cgroups", rank=1)
+            g = self.by_path[path] = self.w.group(("cgroup", path), f"cgroup {path}", top)
+        return g
+
+
+def _births(w: TraceWriter, layout: _Layout, clock: _Clock, births: list[dict]) -> None:
+    by_container: dict[tuple, list[dict]] = {}
+    for r in births:
+        by_container.setdefault((r["pod_uid"], r.get("container_id") or ""), []).append(r)
+    for (pod_uid, cid), rows in by_container.items():
+        parent = layout.container(rows[0])
+        track = w.group(("birth", pod_uid, cid), "birth", parent, rank=0)
+        stages = sorted(((clock.boot_ns(r["ts"]), i, r) for i, r in enumerate(rows)), key=lambda s: s[:2])
+        for k, (ts, _, r) in enumerate(stages):
+            args = {"detail": r.get("detail"), "offset_ms": r.get("offset_ms"), "cgroup_path": r["cgroup_path"]}
+            if k + 1 < len(stages):
+                w.slice(track, ts, stages[k + 1][0], r["stage"], args)
+            else:
+                w.instant(track, ts, r["stage"], args)
+
+
+def _counters(w: TraceWriter, layout: _Layout, clock: _Clock, data: dict) -> None:
+    for r in data["throttle"]:
+        g = layout.cgroup(r["cgroup_path"])
+        ts = clock.boot_ns(r["window_start"])
+        for col, name, unit, scale in THROTTLE_COUNTERS:
+            if r[col] is not None:
+                w.value(w.counter((col, r["cgroup_path"]), name, g, unit), ts, float(r[col]) * scale)
+    hier = {}
+    for r in data["memory"]:
+        hier.setdefault(r["cgroup_path"], set()).add(r["hierarchy"])
+    for r in data["memory"]:
+        path, h = r["cgroup_path"], r["hierarchy"]
+        name = "memory.current" if len(hier[path]) == 1 else f"memory.current ({h})"
+        t = w.counter(("memory", path, h), name, layout.cgroup(path), bytes_=True)
+        w.value(t, r["ts_ns"], r["memory_current"])
+    node = None
+    for r in data["psi"]:
+        scope = r["scope"]
+        if scope.startswith("/"):
+            g = layout.cgroup(scope)
+        else:
+            node = node or w.group(("node",), "node", rank=0)
+            g = node
+        for col, kind in PSI_COUNTERS:
+            if r[col] is not None:
+                t = w.counter(("psi", scope, r["resource"], kind), f"PSI {r['resource']} {kind} avg10 %", g, "%")
+                w.value(t, r["ts_ns"], r[col])
+
+
+def _process_names(rows: list[dict]) -> dict[int, str]:
+    """Each process's name: the file it last exec'd, else its comm."""
+    names: dict[int, str] = {}
+    for r in rows:
+        tgid = r["tgid"] if r["tgid"] is not None else r["pid"]
+        if r["event"] == "exec" and r["filename"]:
+            names[tgid] = os.path.basename(r["filename"])
+        elif r["comm"] and tgid not in names:
+            names[tgid] = r["comm"]
+    return names
+
+
+def _processes(w: TraceWriter, rows: list[dict]) -> None:
+    """One track per thread (a new one when a pid comes back after its exit), every row an instant."""
+    names = _process_names(rows)
+    generation: dict[int, int] = {}
+    exited: set[int] = set()
+    for r in rows:
+        pid = r["pid"]
+        tgid = r["tgid"] if r["tgid"] is not None else pid
+        if pid in exited and r["event"] in ("fork", "seen"):
+            exited.discard(pid)
+            generation[pid] = generation.get(pid, 0) + 1
+        gen = generation.get(pid, 0)
+        w.process((tgid, generation.get(tgid, 0)), tgid, names.get(tgid))
+        thread_name = os.path.basename(r["filename"]) if r["event"] == "exec" and r["filename"] else r["comm"]
+        track = w.thread((pid, gen), tgid, pid, thread_name)
+        label = r["event"]
+        if r["event"] == "exec" and r["filename"]:
+            label = f"exec {os.path.basename(r['filename'])}"
+        elif r["event"] == "exit" and r["exit_code"] is not None:
+            label = f"exit {r['exit_code']}"
+        w.instant(track, r["ts_ns"], label, {"ppid": r["ppid"], "comm": r["comm"], "filename": r["filename"],
+                                             "exit_code": r["exit_code"], "source": r["source"]})
+        if r["event"] == "exit":
+            exited.add(pid)
+
+
+def _check_out(out: Path) -> None:
+    if out.is_dir():
+        raise UserError(f"--perfetto {out}: is a folder (give a file name, e.g. trace.pftrace)", str(out))
+    if not out.parent.is_dir():
+        raise UserError(f"--perfetto {out}: folder {out.parent} does not exist", str(out))
+
+
+def export_perfetto(tape: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write the Perfetto trace of `tape` to `out`; returns counts of what went in, and the file size."""
+    tape, out = Path(tape), Path(out)
+    pb = load_protos()
+    _check_out(out)
+    pairs = _clock_pairs(tape)
+    data = collect(tape)
+    w = TraceWriter(pb)
+    clock = _Clock(pairs)
+    layout = _Layout(w, data["births"])
+    _births(w, layout, clock, data["births"])
+    _counters(w, layout, clock, data)
+    _processes(w, data["processes"])
+    size = w.write(out, pairs)
+    return {**w.counts, "bytes": size, "pods": len(layout.pods)}

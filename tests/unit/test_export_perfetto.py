@@ -1,0 +1,159 @@
+"""`nodetape export --perfetto`: decode the written trace with the perfetto package's own
+protos and check its tracks, slices and counters against the tape's rows, for every
+fixture tape."""
+
+from __future__ import annotations
+
+import collections
+import json
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from nodetape import api
+from nodetape.cli import run
+
+pb = pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+
+REPO = Path(__file__).resolve().parents[2]
+TAPES = sorted(p for p in (REPO / "fixtures" / "tapes").iterdir() if (p / "manifest.json").is_file())
+BOOTTIME = 6
+
+
+def _decode(path: Path):
+    trace = pb.Trace()
+    trace.ParseFromString(path.read_bytes())
+    return trace
+
+
+class Decoded:
+    def __init__(self, trace):
+        self.clock = [p.clock_snapshot for p in trace.packet if p.HasField("clock_snapshot")]
+        self.tracks = {p.track_descriptor.uuid: p.track_descriptor for p in trace.packet
+                       if p.HasField("track_descriptor")}
+        self.events = [p for p in trace.packet if p.HasField("track_event")]
+
+    def name(self, uuid) -> str:
+        return self.tracks[uuid].name
+
+    def on(self, pred):
+        return [p for p in self.events if pred(self.tracks[p.track_event.track_uuid])]
+
+
+def _boot_ns(wall, manifest) -> int:
+    """The wall TIMESTAMP of a view, back to CLOCK_BOOTTIME, with the tape's one clock pair."""
+    us = int(wall.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000 + wall.microsecond
+    return us * 1000 - manifest["clock"]["offset_ns"]
+
+
+@pytest.fixture(scope="module", params=TAPES, ids=[t.name for t in TAPES])
+def exported(request, tmp_path_factory):
+    tape = request.param
+    out = tmp_path_factory.mktemp("pf") / "tape.pftrace"
+    assert run(["export", str(tape), "--perfetto", str(out)]) == 0
+    manifest = json.loads((tape / "manifest.json").read_text())
+    return tape, manifest, Decoded(_decode(out))
+
+
+def test_fixture_tapes_exist():
+    assert len(TAPES) >= 4
+
+
+def test_clock_is_boottime_with_the_manifests_wall_pair(exported):
+    tape, manifest, d = exported
+    assert d.clock, "no ClockSnapshot"
+    snap = d.clock[0]
+    assert snap.primary_trace_clock == BOOTTIME
+    clocks = {c.clock_id: c.timestamp for c in snap.clocks}
+    boot, real = manifest["clock"]["snapshots"][0]
+    assert clocks == {BOOTTIME: boot, 1: real}
+    assert all(p.timestamp_clock_id == BOOTTIME for p in d.events)
+    # every event's track is described
+    assert {p.track_event.track_uuid for p in d.events} <= set(d.tracks)
+
+
+def test_birth_slices_are_the_pod_births_rows(exported):
+    tape, manifest, d = exported
+    births = api.query([tape], "pod_births").to_pylist()
+    T = pb.TrackEvent.Type
+    on_birth = d.on(lambda t: t.name == "birth")
+    starts = [p for p in on_birth if p.track_event.type in (T.TYPE_SLICE_BEGIN, T.TYPE_INSTANT)]
+    ends = [p for p in on_birth if p.track_event.type == T.TYPE_SLICE_END]
+    assert len(starts) == len(births)
+    assert len(ends) == len(starts) - len({(r["pod_uid"], r["container_id"]) for r in births})
+    got = collections.Counter((p.track_event.name, p.timestamp) for p in starts)
+    want = collections.Counter((r["stage"], _boot_ns(r["ts"], manifest)) for r in births)
+    assert got == want
+    # one birth track per container, under its container group, under its pod group
+    pods = {r["pod_uid"] for r in births}
+    birth_tracks = {t.uuid: t for t in d.tracks.values() if t.name == "birth"}
+    assert len(birth_tracks) == len({(r["pod_uid"], r["container_id"]) for r in births})
+    for t in birth_tracks.values():
+        group = d.tracks[t.parent_uuid]
+        pod = d.tracks[group.parent_uuid]
+        assert pod.name.removeprefix("pod ") in pods
+
+
+def _counter_values(d: Decoded, name: str) -> list[float]:
+    return sorted(p.track_event.double_counter_value for p in d.on(lambda t: t.HasField("counter") and t.name == name))
+
+
+def test_counters_are_the_queries_values(exported):
+    tape, manifest, d = exported
+    tt = api.query([tape], "throttle_timeline", {"window": "1s"}).to_pylist()
+    assert tt
+    for col, name, scale in (("throttle_pct", "throttled %", 1), ("cpu_usage_ms", "CPU used (cores)", 1e-3),
+                             ("quota_cores", "quota (cores)", 1)):
+        want = sorted(float(r[col]) * scale for r in tt if r[col] is not None)
+        assert _counter_values(d, name) == pytest.approx(want), name
+    mem = api.sql([tape], "SELECT memory_current FROM cgroup_samples WHERE memory_current IS NOT NULL").column(0)
+    got = sorted(p.track_event.double_counter_value
+                 for p in d.on(lambda t: t.HasField("counter") and t.name.startswith("memory.current")))
+    assert got == sorted(float(v) for v in mem.to_pylist())
+    psi = api.sql([tape], "SELECT resource, some_avg10, full_avg10 FROM psi_samples").to_pylist()
+    for res in {r["resource"] for r in psi}:
+        for kind in ("some", "full"):
+            want = sorted(r[f"{kind}_avg10"] for r in psi if r["resource"] == res and r[f"{kind}_avg10"] is not None)
+            assert _counter_values(d, f"PSI {res} {kind} avg10 %") == pytest.approx(want)
+    # counter timestamps: memory points at the rows' own ts_ns
+    ts = api.sql([tape], "SELECT ts_ns FROM cgroup_samples WHERE memory_current IS NOT NULL").column(0).to_pylist()
+    got_ts = sorted(p.timestamp for p in d.on(lambda t: t.HasField("counter") and t.name.startswith("memory.current")))
+    assert got_ts == sorted(ts)
+
+
+def test_processes_and_threads_from_lineage(exported):
+    tape, manifest, d = exported
+    rows = api.sql([tape], "SELECT ts_ns, event, pid, tgid, filename FROM processes ORDER BY ts_ns, seq").to_pylist()
+    on_threads = d.on(lambda t: t.HasField("thread"))
+    assert len(on_threads) == len(rows)
+    assert sorted(p.timestamp for p in on_threads) == sorted(r["ts_ns"] for r in rows)
+    assert collections.Counter(p.track_event.name.split()[0] for p in on_threads) == \
+        collections.Counter(r["event"] for r in rows)
+    threads = {(t.thread.pid, t.thread.tid) for t in d.tracks.values() if t.HasField("thread")}
+    assert threads == {(r["tgid"] if r["tgid"] is not None else r["pid"], r["pid"]) for r in rows}
+    # a process is named by the file it last exec'd
+    execs = {r["tgid"]: Path(r["filename"]).name for r in rows if r["event"] == "exec" and r["filename"]}
+    names = {t.process.pid: t.process.process_name for t in d.tracks.values() if t.HasField("process")}
+    assert {tgid: names[tgid] for tgid in execs} == execs
+
+
+def test_same_tape_same_bytes(tmp_path):
+    a, b = tmp_path / "a.pftrace", tmp_path / "b.pftrace"
+    assert run(["export", str(TAPES[0]), "--perfetto", str(a)]) == 0
+    assert run(["export", str(TAPES[0]), "--perfetto", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["export", "{tape}"], "--perfetto"),
+    (["export", "{tmp}", "--perfetto", "{tmp}/x.pftrace"], "manifest"),
+    (["export", "{tape}", "--perfetto", "{tmp}"], "is a folder"),
+    (["export", "{tape}", "--perfetto", "{tmp}/no/such/x.pftrace"], "does not exist"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
+    argv = [a.format(tape=TAPES[0], tmp=tmp_path) for a in args]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert not list(tmp_path.glob("**/*.pftrace"))
