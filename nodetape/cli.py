@@ -98,6 +98,8 @@ def record(
     snapshot_on: Annotated[Optional[list[str]], typer.Option("--snapshot-on", help="Save a snapshot of the window when this happens: \"psi memory some > 20%\" (system PSI) or oom_kill (repeatable).")] = None,
     snapshot_dir: Annotated[Optional[Path], typer.Option("--snapshot-dir", help="Where snapshots go (default: a snapshots/ folder beside OUT).")] = None,
     snapshot_cooldown: Annotated[str, typer.Option("--snapshot-cooldown", help="At most one automatic snapshot this often.")] = "5m",
+    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve the recorder's health as Prometheus/OpenMetrics on this port (/metrics), e.g. 9464.")] = None,
+    metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address for --metrics-port; 0.0.0.0 lets a Prometheus off this host scrape it.")] = "127.0.0.1",
 ) -> None:
     """Record this node into the tape folder OUT.
 
@@ -143,6 +145,12 @@ def record(
             print(f"--cgroup-root {cgroup_root}: recording {sources} (the host's eBPF and /proc sources "
                   "only with --sources)", file=sys.stderr)
     live = None if quiet else LiveProgress(sys.stderr)
+    progress, metrics = live, None
+    if metrics_port is not None:
+        from .metrics import chain, serve
+
+        metrics = serve(metrics_port, metrics_addr)
+        progress = chain(live, metrics)
     manifest = api.record(
         out,
         duration_ns=_duration(duration, "--duration"),
@@ -153,7 +161,7 @@ def record(
         proc_root=proc_root,
         sys_root=sys_root,
         options=options,
-        progress=live,
+        progress=progress,
         retain_ns=_duration(retain, "--retain"),
         max_tape_bytes=max_bytes,
         snapshot_on=list(snapshot_on or []),
@@ -162,6 +170,8 @@ def record(
     )
     if live:
         live.finish()
+    if metrics is not None:
+        metrics.finish()
     if not quiet:
         print_summary(out, manifest, sys.stderr)
 

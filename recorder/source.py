@@ -52,6 +52,8 @@ class SourceStats:
     dropped: int = 0
     drop_reason: str | None = None
     lag_ns: int = 0
+    # dropped split by reason ({'ringbuf_full': n, ...}) where the source counts them apart
+    drops_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class Source(Protocol):

@@ -241,6 +241,7 @@ class CgroupInotifySource(BaseSource):
             self._drops[reason] = self._drops.get(reason, 0) + n
             self.stats.dropped = sum(self._drops.values())
             self.stats.drop_reason = ",".join(sorted(self._drops))
+            self.stats.drops_by_reason = dict(self._drops)
 
     def _row(self, ts, source, kind, hier, rel, ino, count=None) -> None:
         with self._lock:
@@ -249,6 +250,7 @@ class CgroupInotifySource(BaseSource):
                 self._drops["pending_rows_full"] = self._drops.get("pending_rows_full", 0) + 1
                 self.stats.dropped = sum(self._drops.values())
                 self.stats.drop_reason = ",".join(sorted(self._drops))
+                self.stats.drops_by_reason = dict(self._drops)
                 self._resnap = True
                 return
             ident = identity(rel)

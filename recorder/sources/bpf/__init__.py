@@ -261,6 +261,7 @@ class BpfSource(BaseSource):
         self._drop_counts = sums
         self.stats.dropped = sum(sums)
         reasons = [r for r, n in zip(DROP_REASONS, sums) if n]
+        self.stats.drops_by_reason = {r: n for r, n in zip(DROP_REASONS, sums) if n}
         self.stats.drop_reason = ",".join(reasons) if reasons else None
 
     def detach(self) -> None:
