@@ -92,3 +92,9 @@ def test_dashboard_is_importable_shape():
     for p in dash["panels"]:
         if p["type"] != "row":
             assert p["datasource"]["uid"] == "${datasource}" and p["targets"]
+
+
+def test_readme_names_every_metric():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = sorted(n for n in registry_names() if f"`{n}`" not in readme)
+    assert not missing, f"README's metrics table lacks {missing}"
