@@ -13,8 +13,11 @@ read through nodetape.api; nothing is read from Parquet files directly):
       PSI <resource> some|full avg10 % `psi_samples` of the cgroup's scope
   cgroup <path>  (under "cgroups")     the same counters for every other cgroup
   node                                 system-wide PSI
-  processes and threads                one track per thread of `processes` (fork, exec,
-                                       exit, seen rows as instants), named by their exec
+  processes and threads                one track per thread of `processes`, named by what it
+                                       exec'd: a slice per program it ran (from its fork or
+                                       first sight, then from each exec, to its exit or the
+                                       tape's end), and every row (fork, exec, exit, seen)
+                                       as an instant
 
 Times: `ts_ns` columns go in as recorded (CLOCK_BOOTTIME). The named queries
 return wall-clock TIMESTAMPs (microseconds); those are turned back into
@@ -79,10 +82,13 @@ class _Clock:
         return boot
 
 
-def _clock_pairs(tape: Path) -> list[tuple[int, int]]:
+def _clock(tape: Path) -> tuple[list[tuple[int, int]], int]:
+    """The tape's clock pairs, and where it ends (its end, else its last flush, else its start)."""
     from nodetape.tape.reader import open_tapes
 
-    return open_tapes([tape])[0].clock_pairs
+    t = open_tapes([tape])[0]
+    m = t.manifest
+    return t.clock_pairs, int(m.get("end_ns") or m.get("last_flush_ns") or m.get("start_ns") or 0)
 
 
 class _Layout:
@@ -161,42 +167,72 @@ def _counters(w: TraceWriter, layout: _Layout, clock: _Clock, data: dict) -> Non
                 w.value(t, r["ts_ns"], r[col])
 
 
-def _process_names(rows: list[dict]) -> dict[int, str]:
-    """Each process's name: the file it last exec'd, else its comm."""
-    names: dict[int, str] = {}
-    for r in rows:
-        tgid = r["tgid"] if r["tgid"] is not None else r["pid"]
-        if r["event"] == "exec" and r["filename"]:
-            names[tgid] = os.path.basename(r["filename"])
-        elif r["comm"] and tgid not in names:
-            names[tgid] = r["comm"]
-    return names
-
-
-def _processes(w: TraceWriter, rows: list[dict]) -> None:
-    """One track per thread (a new one when a pid comes back after its exit), every row an instant."""
-    names = _process_names(rows)
+def _generations(rows: list[dict]) -> list[tuple[tuple, tuple, dict]]:
+    """Each row with its thread key (pid, generation) and process key (tgid, generation):
+    a pid that comes back (fork or seen) after its exit is a new thread."""
     generation: dict[int, int] = {}
     exited: set[int] = set()
+    out = []
     for r in rows:
         pid = r["pid"]
         tgid = r["tgid"] if r["tgid"] is not None else pid
         if pid in exited and r["event"] in ("fork", "seen"):
             exited.discard(pid)
             generation[pid] = generation.get(pid, 0) + 1
-        gen = generation.get(pid, 0)
-        w.process((tgid, generation.get(tgid, 0)), tgid, names.get(tgid))
-        thread_name = os.path.basename(r["filename"]) if r["event"] == "exec" and r["filename"] else r["comm"]
-        track = w.thread((pid, gen), tgid, pid, thread_name)
-        label = r["event"]
-        if r["event"] == "exec" and r["filename"]:
-            label = f"exec {os.path.basename(r['filename'])}"
-        elif r["event"] == "exit" and r["exit_code"] is not None:
-            label = f"exit {r['exit_code']}"
-        w.instant(track, r["ts_ns"], label, {"ppid": r["ppid"], "comm": r["comm"], "filename": r["filename"],
-                                             "exit_code": r["exit_code"], "source": r["source"]})
+        out.append(((pid, generation.get(pid, 0)), (tgid, generation.get(tgid, 0)), r))
         if r["event"] == "exit":
             exited.add(pid)
+    return out
+
+
+def _exec_name(r: dict) -> str | None:
+    return os.path.basename(r["filename"]) if r["event"] == "exec" and r["filename"] else None
+
+
+def _names(keyed) -> tuple[dict, dict]:
+    """Thread and process names: the file last exec'd, else the comm first seen."""
+    threads: dict[tuple, str] = {}
+    procs: dict[tuple, str] = {}
+    for tkey, pkey, r in keyed:
+        name = _exec_name(r)
+        for names, key in ((threads, tkey), (procs, pkey)):
+            if name:
+                names[key] = name
+            elif r["comm"] and key not in names:
+                names[key] = r["comm"]
+    return threads, procs
+
+
+def _processes(w: TraceWriter, rows: list[dict], end_ns: int) -> None:
+    """A track per thread: a slice per exec'd program (fork or first sight, then each exec,
+    to the exit or the tape's end), named by it; every row an instant inside it."""
+    keyed = _generations(rows)
+    thread_names, proc_names = _names(keyed)
+    open_: dict[tuple, int] = {}  # thread key -> its track, while a slice is open
+    for tkey, pkey, r in keyed:
+        w.process(pkey, pkey[0], proc_names.get(pkey))
+        track = w.thread(tkey, pkey[0], tkey[0], thread_names.get(tkey))
+        ts, ev = r["ts_ns"], r["event"]
+        if ev == "exec":
+            if tkey in open_:
+                w.end(track, ts)
+            w.begin(track, ts, _exec_name(r) or r["comm"] or "exec")
+            open_[tkey] = track
+        elif tkey not in open_ and ev != "exit":
+            w.begin(track, ts, r["comm"] or str(tkey[0]))
+            open_[tkey] = track
+        label = ev
+        if _exec_name(r):
+            label = f"exec {_exec_name(r)}"
+        elif ev == "exit" and r["exit_code"] is not None:
+            label = f"exit {r['exit_code']}"
+        w.instant(track, ts, label, {"ppid": r["ppid"], "comm": r["comm"], "filename": r["filename"],
+                                     "exit_code": r["exit_code"], "source": r["source"]})
+        if ev == "exit" and tkey in open_:
+            w.end(open_.pop(tkey), ts)
+    last = max((r["ts_ns"] for r in rows), default=end_ns)
+    for track in open_.values():  # alive when the tape ended
+        w.end(track, max(end_ns, last))
 
 
 def _check_out(out: Path) -> None:
@@ -211,13 +247,13 @@ def export_perfetto(tape: str | os.PathLike, out: str | os.PathLike) -> dict:
     tape, out = Path(tape), Path(out)
     pb = load_protos()
     _check_out(out)
-    pairs = _clock_pairs(tape)
+    pairs, end_ns = _clock(tape)
     data = collect(tape)
     w = TraceWriter(pb)
     clock = _Clock(pairs)
     layout = _Layout(w, data["births"])
     _births(w, layout, clock, data["births"])
     _counters(w, layout, clock, data)
-    _processes(w, data["processes"])
+    _processes(w, data["processes"], end_ns)
     size = w.write(out, pairs)
     return {**w.counts, "bytes": size, "pods": len(layout.pods)}

@@ -46,7 +46,10 @@ class TraceWriter:
     def __init__(self, pb):
         self.pb = pb
         self.descriptors: list = []
-        self.events: list[tuple[int, int, object]] = []  # (ts, order, packet)
+        # (ts, packet) in the order each track's events were made: `write` sorts by time
+        # only (stable), so a track's own order (an end before the next begin at the same
+        # time) stays as made
+        self.events: list[tuple[int, object]] = []
         self.known: set[int] = set()
         self.counts = {"tracks": 0, "slices": 0, "instants": 0, "counter_values": 0}
 
@@ -108,7 +111,7 @@ class TraceWriter:
         return uuid
 
     # -- events ----------------------------------------------------------------
-    def _event(self, ts: int, order: int, track: int, kind, name: str | None = None, args: dict | None = None):
+    def _event(self, ts: int, track: int, kind, name: str | None = None, args: dict | None = None):
         p = self.pb.TracePacket()
         p.timestamp = int(ts)
         p.timestamp_clock_id = BOOTTIME
@@ -131,22 +134,27 @@ class TraceWriter:
                 a.double_value = v
             else:
                 a.string_value = str(v)
-        self.events.append((int(ts), order, p))
+        self.events.append((int(ts), p))
         return e
 
-    def slice(self, track: int, start: int, end: int, name: str, args: dict | None = None) -> None:
-        """A slice [start, end]; the end is ordered before any begin at the same time on the track."""
-        T = self.pb.TrackEvent.Type
-        self._event(start, 1, track, T.TYPE_SLICE_BEGIN, name, args)
-        self._event(end, 0, track, T.TYPE_SLICE_END)
+    def begin(self, track: int, ts: int, name: str, args: dict | None = None) -> None:
+        """Open a slice; a track's begins and ends must be made in time order, properly nested."""
+        self._event(ts, track, self.pb.TrackEvent.Type.TYPE_SLICE_BEGIN, name, args)
         self.counts["slices"] += 1
 
+    def end(self, track: int, ts: int) -> None:
+        self._event(ts, track, self.pb.TrackEvent.Type.TYPE_SLICE_END)
+
+    def slice(self, track: int, start: int, end: int, name: str, args: dict | None = None) -> None:
+        self.begin(track, start, name, args)
+        self.end(track, end)
+
     def instant(self, track: int, ts: int, name: str, args: dict | None = None) -> None:
-        self._event(ts, 1, track, self.pb.TrackEvent.Type.TYPE_INSTANT, name, args)
+        self._event(ts, track, self.pb.TrackEvent.Type.TYPE_INSTANT, name, args)
         self.counts["instants"] += 1
 
     def value(self, track: int, ts: int, v: float) -> None:
-        self._event(ts, 1, track, self.pb.TrackEvent.Type.TYPE_COUNTER).double_counter_value = float(v)
+        self._event(ts, track, self.pb.TrackEvent.Type.TYPE_COUNTER).double_counter_value = float(v)
         self.counts["counter_values"] += 1
 
     # -- output ----------------------------------------------------------------
@@ -168,7 +176,7 @@ class TraceWriter:
         from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 
         packets = self._clock_packets(clock_pairs) + self.descriptors
-        packets += [p for _, _, p in sorted(self.events, key=lambda e: (e[0], e[1]))]
+        packets += [p for _, p in sorted(self.events, key=lambda e: e[0])]
         if packets:
             packets[0].sequence_flags = self.pb.TracePacket.SequenceFlags.SEQ_INCREMENTAL_STATE_CLEARED
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -125,17 +125,45 @@ def test_counters_are_the_queries_values(exported):
 def test_processes_and_threads_from_lineage(exported):
     tape, manifest, d = exported
     rows = api.sql([tape], "SELECT ts_ns, event, pid, tgid, filename FROM processes ORDER BY ts_ns, seq").to_pylist()
+    T = pb.TrackEvent.Type
     on_threads = d.on(lambda t: t.HasField("thread"))
-    assert len(on_threads) == len(rows)
-    assert sorted(p.timestamp for p in on_threads) == sorted(r["ts_ns"] for r in rows)
-    assert collections.Counter(p.track_event.name.split()[0] for p in on_threads) == \
+    instants = [p for p in on_threads if p.track_event.type == T.TYPE_INSTANT]
+    assert len(instants) == len(rows)
+    assert sorted(p.timestamp for p in instants) == sorted(r["ts_ns"] for r in rows)
+    assert collections.Counter(p.track_event.name.split()[0] for p in instants) == \
         collections.Counter(r["event"] for r in rows)
     threads = {(t.thread.pid, t.thread.tid) for t in d.tracks.values() if t.HasField("thread")}
     assert threads == {(r["tgid"] if r["tgid"] is not None else r["pid"], r["pid"]) for r in rows}
+    # a slice per program a thread ran: one begins at every exec, named by the file
+    begins = [p for p in on_threads if p.track_event.type == T.TYPE_SLICE_BEGIN]
+    execs = [r for r in rows if r["event"] == "exec" and r["filename"]]
+    assert collections.Counter((p.timestamp, p.track_event.name) for p in begins) >= \
+        collections.Counter((r["ts_ns"], Path(r["filename"]).name) for r in execs)
     # a process is named by the file it last exec'd
-    execs = {r["tgid"]: Path(r["filename"]).name for r in rows if r["event"] == "exec" and r["filename"]}
+    last = {r["tgid"]: Path(r["filename"]).name for r in execs}
     names = {t.process.pid: t.process.process_name for t in d.tracks.values() if t.HasField("process")}
-    assert {tgid: names[tgid] for tgid in execs} == execs
+    assert {tgid: names[tgid] for tgid in last} == last
+
+
+def test_every_track_nests_and_runs_forward(exported):
+    """What a trace processor would refuse: an end without a begin, a slice left open,
+    time going back on a track, a track used with two kinds of events."""
+    tape, manifest, d = exported
+    T = pb.TrackEvent.Type
+    depth: dict[int, int] = collections.Counter()
+    last: dict[int, int] = {}
+    for p in d.events:
+        uuid, kind = p.track_event.track_uuid, p.track_event.type
+        assert p.timestamp >= last.get(uuid, 0), d.name(uuid)
+        last[uuid] = p.timestamp
+        is_counter = d.tracks[uuid].HasField("counter")
+        assert is_counter == (kind == T.TYPE_COUNTER), d.name(uuid)
+        if kind == T.TYPE_SLICE_BEGIN:
+            depth[uuid] += 1
+        elif kind == T.TYPE_SLICE_END:
+            assert depth[uuid] > 0, d.name(uuid)
+            depth[uuid] -= 1
+    assert not +depth, "slices left open"
 
 
 def test_same_tape_same_bytes(tmp_path):
