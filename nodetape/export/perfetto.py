@@ -73,6 +73,8 @@ class _Clock:
     def boot_ns(self, wall) -> int:
         from datetime import timezone
 
+        if wall is None:
+            raise ValueError("a query row without a time")
         us = int(wall.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000 + wall.microsecond
         ns = us * 1000
         boot = ns - self.pairs[0][1]
@@ -251,9 +253,12 @@ def export_perfetto(tape: str | os.PathLike, out: str | os.PathLike) -> dict:
     data = collect(tape)
     w = TraceWriter(pb)
     clock = _Clock(pairs)
-    layout = _Layout(w, data["births"])
-    _births(w, layout, clock, data["births"])
-    _counters(w, layout, clock, data)
-    _processes(w, data["processes"], end_ns)
+    try:
+        layout = _Layout(w, data["births"])
+        _births(w, layout, clock, data["births"])
+        _counters(w, layout, clock, data)
+        _processes(w, data["processes"], end_ns)
+    except ValueError as e:  # a damaged tape: say so, naming it
+        raise UserError(f"{tape}: cannot export: {e}", str(tape)) from None
     size = w.write(out, pairs)
     return {**w.counts, "bytes": size, "pods": len(layout.pods)}

@@ -51,17 +51,20 @@ class TraceWriter:
         # time) stays as made
         self.events: list[tuple[int, object]] = []
         self.known: set[int] = set()
+        self._names: dict[int, str] = {}  # track uuid -> name, for error messages
         self.counts = {"tracks": 0, "slices": 0, "instants": 0, "counter_values": 0}
 
     # -- tracks ----------------------------------------------------------------
-    def _descriptor(self, uuid: int, parent: int | None):
+    def _descriptor(self, uuid: int, parent: int | None, label: str):
         p = self.pb.TracePacket()
+        p.trusted_packet_sequence_id = SEQUENCE_ID
         d = p.track_descriptor
         d.uuid = uuid
         if parent:
             d.parent_uuid = parent
         self.descriptors.append(p)
         self.known.add(uuid)
+        self._names[uuid] = label
         self.counts["tracks"] += 1
         return d
 
@@ -69,7 +72,7 @@ class TraceWriter:
         """A named track (a group when others name it as parent); made once per key."""
         uuid = track_uuid("group", *key)
         if uuid not in self.known:
-            d = self._descriptor(uuid, parent)
+            d = self._descriptor(uuid, parent, name)
             d.name = name
             d.sibling_merge_behavior = self.pb.TrackDescriptor.SiblingMergeBehavior.SIBLING_MERGE_BEHAVIOR_NONE
             if rank is not None:
@@ -80,7 +83,7 @@ class TraceWriter:
                 bytes_: bool = False) -> int:
         uuid = track_uuid("counter", *key)
         if uuid not in self.known:
-            d = self._descriptor(uuid, parent)
+            d = self._descriptor(uuid, parent, name)
             d.name = name
             d.sibling_merge_behavior = self.pb.TrackDescriptor.SiblingMergeBehavior.SIBLING_MERGE_BEHAVIOR_NONE
             c = d.counter
@@ -93,7 +96,7 @@ class TraceWriter:
     def process(self, key: tuple, pid: int, name: str | None) -> int:
         uuid = track_uuid("process", *key)
         if uuid not in self.known:
-            d = self._descriptor(uuid, None)
+            d = self._descriptor(uuid, None, f"process {pid}")
             d.process.pid = pid
             if name:
                 d.process.process_name = name
@@ -103,7 +106,7 @@ class TraceWriter:
         """A thread's track; Perfetto nests it under the process of the same pid."""
         uuid = track_uuid("thread", *key)
         if uuid not in self.known:
-            d = self._descriptor(uuid, None)
+            d = self._descriptor(uuid, None, f"thread {tid}")
             d.thread.pid = pid
             d.thread.tid = tid
             if name:
@@ -112,6 +115,8 @@ class TraceWriter:
 
     # -- events ----------------------------------------------------------------
     def _event(self, ts: int, track: int, kind, name: str | None = None, args: dict | None = None):
+        if ts is None or not 0 <= ts < 1 << 63:
+            raise ValueError(f"a timestamp out of range ({ts!r}) for track {self._names.get(track, track)}")
         p = self.pb.TracePacket()
         p.timestamp = int(ts)
         p.timestamp_clock_id = BOOTTIME

@@ -185,3 +185,25 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err, err
     assert not list(tmp_path.glob("**/*.pftrace"))
+
+
+def test_a_damaged_time_is_exit_2_naming_the_tape(tmp_path, capsys):
+    """A tape is untrusted: a negative ts_ns in `processes` is one line and exit 2, no file."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tape = tmp_path / "tape"
+    shutil.copytree(REPO / "fixtures" / "tapes" / "runc-quota", tape)
+    part = sorted((tape / "processes").glob("part-*.parquet"))[0]
+    t = pq.read_table(part)
+    i = t.schema.get_field_index("ts_ns")
+    ts = t.column(i).to_pylist()
+    ts[0] = -5
+    pq.write_table(t.set_column(i, t.schema.field(i), pa.array(ts, t.schema.field(i).type)), part)
+    out = tmp_path / "x.pftrace"
+    assert run(["export", str(tape), "--perfetto", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tape) in err and "out of range" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
