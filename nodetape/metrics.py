@@ -50,12 +50,12 @@ METRICS = (
     Metric("nodetape_metrics_updated_timestamp_seconds", "gauge", (), "When these values were read from the recorder (about once a second)."),
     Metric("nodetape_source_status", "gauge", ("source", "status"), "1 for the source's current status (active, unavailable, failed, stopped), 0 for the others."),
     Metric("nodetape_source_events", "counter", ("source",), "Events the source received (rows or kernel events, as its manifest entry counts them)."),
-    Metric("nodetape_source_dropped", "counter", ("source", "reason"), "Events the source lost, by reason (ringbuf_full, rate_limit, map_full, inotify_overflow, pending_rows_full, ...); summed over reason it equals the manifest's `dropped`."),
+    Metric("nodetape_source_dropped", "counter", ("source", "reason"), "Events the source lost, by reason (ringbuf_full, rate_limit, map_full, inotify_overflow, pending_rows_full); every reason a source declares is there from the start at 0; summed over reason it equals the manifest's `dropped`."),
     Metric("nodetape_source_lag_seconds", "gauge", ("source",), "How far behind the kernel the source's last poll was, as the source measures it."),
     Metric("nodetape_source_max_poll_seconds", "gauge", ("source",), "The longest single poll of the source so far."),
     Metric("nodetape_rows_written", "counter", ("table",), "Rows written into closed parts, per table."),
     Metric("nodetape_bytes_written", "counter", ("table",), "Bytes of closed parts written, per table."),
-    Metric("nodetape_writer_dropped_rows", "counter", ("table", "reason"), "Rows the writer dropped, by reason (backpressure, disk_full)."),
+    Metric("nodetape_writer_dropped_rows", "counter", ("table", "reason"), "Rows the writer dropped, by reason (backpressure, disk_full; both at 0 from a table's first part)."),
     Metric("nodetape_writer_buffered_bytes", "gauge", (), "Rows held in memory, not yet in a part."),
     Metric("nodetape_writer_early_flushes", "counter", (), "Flushes forced before their time by the memory bound."),
     Metric("nodetape_tape_parts", "gauge", ("table",), "Parts on disk in the tape's window, per table."),
@@ -88,9 +88,15 @@ def _rss_bytes() -> int | None:
         return None
 
 
-def _source_drops(stats) -> dict[str, int]:
-    """A source's drops by reason; a total it cannot split goes under its drop_reason."""
-    by = {r: int(n) for r, n in (getattr(stats, "drops_by_reason", None) or {}).items() if n}
+WRITER_DROP_REASONS = ("backpressure", "disk_full")
+
+
+def _source_drops(source) -> dict[str, int]:
+    """A source's drops by reason, every reason it declares at 0 first (so that rate()
+    sees the first drop); a total it cannot split goes under its drop_reason."""
+    stats = source.stats
+    by = {r: 0 for r in getattr(source, "drop_reasons", ())}
+    by.update({r: int(n) for r, n in (getattr(stats, "drops_by_reason", None) or {}).items() if n})
     rest = int(stats.dropped or 0) - sum(by.values())
     if rest > 0:
         key = stats.drop_reason or "unknown"
@@ -154,13 +160,14 @@ def read_recorder(rec, parts: _PartsSeen, recording: bool) -> dict:
         if stats is None:
             continue
         v["nodetape_source_events"].append(((st.name,), stats.events))
-        v["nodetape_source_dropped"] += [((st.name, r), n) for r, n in sorted(_source_drops(stats).items())]
+        v["nodetape_source_dropped"] += [((st.name, r), n) for r, n in sorted(_source_drops(st.source).items())]
         v["nodetape_source_lag_seconds"].append(((st.name,), (stats.lag_ns or 0) / 1e9))
         v["nodetape_source_max_poll_seconds"].append(((st.name,), st.max_poll_ns / 1e9))
     for table in sorted(parts.rows):
         v["nodetape_rows_written"].append(((table,), parts.rows[table]))
         v["nodetape_bytes_written"].append(((table,), parts.bytes[table]))
-    for table, d in sorted(w.dropped.items()):
+    for table in sorted(set(parts.rows) | set(w.dropped)):
+        d = {r: 0 for r in WRITER_DROP_REASONS} | w.dropped.get(table, {})
         v["nodetape_writer_dropped_rows"] += [((table, r), n) for r, n in sorted(d.items())]
     v["nodetape_writer_buffered_bytes"] = [((), w.buffered_bytes)]
     v["nodetape_writer_early_flushes"] = [((), w.early_flushes)]

@@ -89,6 +89,8 @@ class BaseSource:
     tables: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
     needs: ClassVar[str] = ""
+    # every reason the source may count a drop under (its SourceStats.drops_by_reason keys)
+    drop_reasons: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.stats = SourceStats()

@@ -75,6 +75,7 @@ def _read(path: str) -> dict[str, int] | None:
 class CgroupInotifySource(BaseSource):
     name = "cgroup"
     tables = ("cgroup_events",)
+    drop_reasons = ("inotify_overflow", "pending_rows_full")
     summary = "cgroup lifecycle (created, removed, populated, frozen, oom) from inotify on cgroupfs"
     needs = "a mounted cgroupfs (v1, v2 or hybrid) and inotify (fs.inotify.max_user_watches above the number of cgroups)"
 

@@ -141,10 +141,13 @@ def test_push_metrics_exist_at_zero_and_count(recorded):
 def test_every_declared_metric_is_emitted_with_its_help(recorded):
     metrics, port, during, after, manifest = recorded
     names = {n for n, _ in after}
-    # all have a sample after a recording but the retention window (no --retain here) and the
-    # drops: a (source or table, reason) series appears at its first drop, and none dropped here
+    # all have a sample after a recording but the retention window (no --retain here)
     missing = {m.name for m in METRICS} - {re.sub(r"_(total|info)$", "", n) for n in names}
-    assert missing == {"nodetape_tape_retain_seconds", "nodetape_source_dropped", "nodetape_writer_dropped_rows"}
+    assert missing == {"nodetape_tape_retain_seconds"}
+    # drop reasons are there at 0 before any drop (rate() then sees the first one)
+    assert by_label(after, "nodetape_source_dropped_total", "reason") == {"inotify_overflow": 0, "pending_rows_full": 0}
+    writer = {(dict(k)["table"], dict(k)["reason"]) for (n, k) in after if n == "nodetape_writer_dropped_rows_total"}
+    assert writer == {(t, r) for t, e in manifest["tables"].items() if e["rows"] for r in ("backpressure", "disk_full")}
     assert names <= exported_names()
     assert all(m.help.strip() and m.name.startswith("nodetape_") for m in METRICS)
 

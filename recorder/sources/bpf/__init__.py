@@ -209,6 +209,7 @@ class BpfSource(BaseSource):
              "bcc (python3-bpfcc), tracefs, kernel headers (linux-headers-<arch>)")
     # tracepoints the program attaches to, checked in start() for a precise reason
     tracepoints: ClassVar[tuple[str, ...]] = ()
+    drop_reasons: ClassVar[tuple[str, ...]] = DROP_REASONS
 
     def __init__(self) -> None:
         super().__init__()
