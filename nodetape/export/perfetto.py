@@ -28,6 +28,7 @@ exact to the microsecond.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from nodetape.core.errors import UserError
@@ -70,13 +71,12 @@ class _Clock:
     def __init__(self, pairs: list[tuple[int, int]]):
         self.pairs = pairs
 
-    def boot_ns(self, wall) -> int:
-        from datetime import timezone
+    EPOCH = datetime(1970, 1, 1)
 
+    def boot_ns(self, wall) -> int:
         if wall is None:
             raise ValueError("a query row without a time")
-        us = int(wall.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000 + wall.microsecond
-        ns = us * 1000
+        ns = (wall.replace(tzinfo=None) - self.EPOCH) // timedelta(microseconds=1) * 1000  # exact, no float
         boot = ns - self.pairs[0][1]
         for b, o in self.pairs:  # the view used the nearest pair at or before the row
             if ns - o >= b:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ class Decoded:
 
 def _boot_ns(wall, manifest) -> int:
     """The wall TIMESTAMP of a view, back to CLOCK_BOOTTIME, with the tape's one clock pair."""
-    us = int(wall.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000 + wall.microsecond
+    us = (wall.replace(tzinfo=timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
     return us * 1000 - manifest["clock"]["offset_ns"]
 
 
