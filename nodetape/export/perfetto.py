@@ -79,7 +79,7 @@ class _Clock:
         ns = (wall.replace(tzinfo=None) - self.EPOCH) // timedelta(microseconds=1) * 1000  # exact, no float
         boot = ns - self.pairs[0][1]
         for b, o in self.pairs:  # the view used the nearest pair at or before the row
-            if ns - o >= b:
+            if ns - o + 999 >= b:  # the view cut the row's time to the microsecond
                 boot = ns - o
         return boot
 
