@@ -58,6 +58,8 @@ def record(
     snapshot_on: Annotated[Optional[list[str]], typer.Option("--snapshot-on", help="Save a snapshot of the window when this happens: \"psi memory some > 20%\" (system PSI) or oom_kill (repeatable).")] = None,
     snapshot_dir: Annotated[Optional[Path], typer.Option("--snapshot-dir", help="Where snapshots go (default: a snapshots/ folder beside OUT).")] = None,
     snapshot_cooldown: Annotated[str, typer.Option("--snapshot-cooldown", help="At most one automatic snapshot this often.")] = "5m",
+    metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve the recorder's health as Prometheus/OpenMetrics on this port (/metrics), e.g. 9464.")] = None,
+    metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address for --metrics-port; 0.0.0.0 lets a Prometheus off this host scrape it.")] = "127.0.0.1",
 ) -> None:
     """Record this node into the tape folder OUT.
 
@@ -83,16 +85,24 @@ def record(
     max_bytes = opts.size(max_size, "--max-size")
     sources = _default_sources(sources, cgroup_root, quiet)
     live = None if quiet else LiveProgress(sys.stderr)
+    progress, metrics = live, None
+    if metrics_port is not None:
+        from .metrics import chain, serve
+
+        metrics = serve(metrics_port, metrics_addr)
+        progress = chain(live, metrics)
     rec = api.recorder(
         out, duration_ns=opts.duration(duration, "--duration"), interval_ns=opts.duration(interval, "--interval"),
         flush_ns=opts.duration(flush, "--flush"), sources=sources, cgroup_root=cgroup_root, proc_root=proc_root,
-        sys_root=sys_root, options=options, progress=live, retain_ns=opts.duration(retain, "--retain"),
+        sys_root=sys_root, options=options, progress=progress, retain_ns=opts.duration(retain, "--retain"),
         max_tape_bytes=max_bytes, snapshot_on=list(snapshot_on or []), snapshot_dir=snapshot_dir,
         snapshot_cooldown_ns=opts.duration(snapshot_cooldown, "--snapshot-cooldown"),
     )
     manifest = _run_with_signals(rec)
     if live:
         live.finish()
+    if metrics is not None:
+        metrics.finish()
     if not quiet:
         print_summary(out, manifest, sys.stderr)
 
@@ -292,6 +302,25 @@ def report(
 
         write_html(data, html)
         sys.stdout.write(f"\nwrote {html}\n")
+
+
+# -- export ------------------------------------------------------------------
+@app.command()
+def export(
+    tape: Annotated[Path, typer.Argument(help="The tape folder.")],
+    perfetto: Annotated[Optional[Path], typer.Option("--perfetto", help="Write a Perfetto trace (open it at ui.perfetto.dev).")] = None,
+) -> None:
+    """Export a tape for other tools: a Perfetto trace of births, throttling, memory, PSI and lineage.
+
+    Example:  nodetape export /tmp/tape --perfetto /tmp/tape.pftrace
+    """
+    from .export.perfetto import export_perfetto
+
+    if perfetto is None:
+        raise UserError("export: give --perfetto OUT.pftrace (the format to write)")
+    s = export_perfetto(tape, perfetto)
+    sys.stderr.write(f"wrote {perfetto}: {s['tracks']:,} tracks, {s['slices'] + s['instants']:,} slices, "
+                     f"{s['counter_values']:,} counter values, {s['bytes'] / 1024:.0f} KiB\n")
 
 
 # -- doctor ------------------------------------------------------------------

@@ -52,6 +52,8 @@ class SourceStats:
     dropped: int = 0
     drop_reason: str | None = None
     lag_ns: int = 0
+    # dropped split by reason ({'ringbuf_full': n, ...}) where the source counts them apart
+    drops_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class Source(Protocol):
@@ -87,6 +89,8 @@ class BaseSource:
     tables: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
     needs: ClassVar[str] = ""
+    # every reason the source may count a drop under (its SourceStats.drops_by_reason keys)
+    drop_reasons: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.stats = SourceStats()

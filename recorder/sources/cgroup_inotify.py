@@ -75,6 +75,7 @@ def _read(path: str) -> dict[str, int] | None:
 class CgroupInotifySource(BaseSource):
     name = "cgroup"
     tables = ("cgroup_events",)
+    drop_reasons = ("inotify_overflow", "pending_rows_full")
     summary = "cgroup lifecycle (created, removed, populated, frozen, oom) from inotify on cgroupfs"
     needs = "a mounted cgroupfs (v1, v2 or hybrid) and inotify (fs.inotify.max_user_watches above the number of cgroups)"
 
@@ -241,6 +242,7 @@ class CgroupInotifySource(BaseSource):
             self._drops[reason] = self._drops.get(reason, 0) + n
             self.stats.dropped = sum(self._drops.values())
             self.stats.drop_reason = ",".join(sorted(self._drops))
+            self.stats.drops_by_reason = dict(self._drops)
 
     def _row(self, ts, source, kind, hier, rel, ino, count=None) -> None:
         with self._lock:
@@ -249,6 +251,7 @@ class CgroupInotifySource(BaseSource):
                 self._drops["pending_rows_full"] = self._drops.get("pending_rows_full", 0) + 1
                 self.stats.dropped = sum(self._drops.values())
                 self.stats.drop_reason = ",".join(sorted(self._drops))
+                self.stats.drops_by_reason = dict(self._drops)
                 self._resnap = True
                 return
             ident = identity(rel)

@@ -209,6 +209,7 @@ class BpfSource(BaseSource):
              "bcc (python3-bpfcc), tracefs, kernel headers (linux-headers-<arch>)")
     # tracepoints the program attaches to, checked in start() for a precise reason
     tracepoints: ClassVar[tuple[str, ...]] = ()
+    drop_reasons: ClassVar[tuple[str, ...]] = DROP_REASONS
 
     def __init__(self) -> None:
         super().__init__()
@@ -261,6 +262,7 @@ class BpfSource(BaseSource):
         self._drop_counts = sums
         self.stats.dropped = sum(sums)
         reasons = [r for r, n in zip(DROP_REASONS, sums) if n]
+        self.stats.drops_by_reason = {r: n for r, n in zip(DROP_REASONS, sums) if n}
         self.stats.drop_reason = ",".join(reasons) if reasons else None
 
     def detach(self) -> None:
