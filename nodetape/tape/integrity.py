@@ -59,16 +59,29 @@ def check_listing(manifest: Manifest, folder: Path, table: str, on_disk: list[Pa
     return damage
 
 
+def check_size(manifest: Manifest, part: Path, table: str) -> Damage | None:
+    """A closed tape's part against the size the manifest recorded (format 2), before its footer is parsed."""
+    entry = manifest.tables.get(table)
+    s = entry.sums.get(part.name) if entry else None
+    if s is None or not manifest.closed:
+        return None
+    try:
+        size = part.stat().st_size
+    except OSError:
+        return None  # reported when the part is opened
+    if size != s.bytes:
+        return Damage(part, f"truncated or altered: {size} bytes, the manifest recorded {s.bytes}")
+    return None
+
+
 def check_part(manifest: Manifest, part: Path, table: str, footer_rows: int, size: int) -> Damage | None:
-    """Size and footer rows of one part against the manifest (format 2) and against its own size."""
+    """Footer rows of one part against its own size and the manifest's count (format 2)."""
     if implausible_rows(footer_rows, size):
         return Damage(part, f"footer claims {footer_rows} rows, more than {size} bytes can hold")
     entry = manifest.tables.get(table)
     s = entry.sums.get(part.name) if entry else None
     if s is None or not manifest.closed:
         return None
-    if size != s.bytes:
-        return Damage(part, f"truncated or altered: {size} bytes, the manifest recorded {s.bytes}")
     if footer_rows != s.rows:
         return Damage(part, f"footer claims {footer_rows} rows, the manifest recorded {s.rows}")
     return None

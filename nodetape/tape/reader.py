@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from nodetape.core.errors import TapeError
 from nodetape.tape.format import Manifest, read_manifest
-from nodetape.tape.integrity import Damage, check_listing, check_part, check_rows
+from nodetape.tape.integrity import Damage, check_listing, check_part, check_rows, check_size
 from nodetape.schemas import SCHEMA_MAJOR, TABLES, Table
 
 _DUCK_TYPES = {
@@ -166,7 +166,20 @@ def _validate_part(part: Path, t: Table) -> _Footer | None:
             if not _same_type(found, c.type):
                 raise TapeError(f"{part}: column {c.name} is {found}, expected {c.type} (not a {t.name} part?)",
                                 str(part))
+    _check_footer_nulls(part, meta, t, arrow_schema)
     return _Footer(names, meta.num_rows, size)
+
+
+def _check_footer_nulls(part: Path, meta, t: Table, arrow_schema: pa.Schema) -> None:
+    """A NULL in a non-null column, as the footer's own statistics count it (no data read)."""
+    for c in t.columns:
+        if c.nullable or c.name not in arrow_schema.names:
+            continue
+        i = arrow_schema.get_field_index(c.name)
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(i).statistics
+            if st is not None and st.has_null_count and st.null_count:
+                raise TapeError(f"{part}: {st.null_count} NULL in non-null column {c.name}", str(part))
 
 
 def _open_table(p: Path, m: Manifest, t: Table, damage: list[Damage]) -> tuple[list[Path], dict[Path, set[str]]]:
@@ -180,6 +193,10 @@ def _open_table(p: Path, m: Manifest, t: Table, damage: list[Damage]) -> tuple[l
         ps = [part for part in ps if part not in unnamed]
     kept, columns, rows = [], {}, 0
     for part in ps:
+        bad = check_size(m, part, t.name)
+        if bad is not None:
+            damage.append(bad)
+            continue
         try:
             footer = _validate_part(part, t)
         except TapeError as e:

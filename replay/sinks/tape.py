@@ -78,7 +78,7 @@ def write_slice(replay, sel, out: Path, options: dict) -> dict:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out}: exists and is not an empty folder", str(out))
     src_end = replay.manifest.get("end_ns") or replay.manifest.get("last_flush_ns")
-    writer = TapeWriter(out, slice_manifest(replay, sel, options))
+    writer = TapeWriter(out, slice_manifest(replay, sel, options), offline=True)
     if sel.lo is not None:
         # the state at the window's start first: older rows, so every table stays in time order
         carried = _write_prologue(replay, sel, writer)
