@@ -146,18 +146,18 @@ def _boot_id() -> str | None:
 
 
 def _is_record_of(argv: list[str], cwd: str, tape: Path) -> bool:
-    """argv is `... nodetape[.cli] record ... OUT ...` with OUT (resolved from cwd) this tape."""
-    def is_nodetape(a: str) -> bool:
-        base = os.path.basename(a)
-        return base == "nodetape" or a in ("nodetape", "nodetape.cli") or a.endswith(("nodetape/cli.py",
-                                                                                      "nodetape/__main__.py"))
+    """argv is `PYTHON .../nodetape record ... OUT` or `PYTHON -m nodetape[.cli] record ... OUT`,
+    with OUT (resolved from the process's cwd) this very tape."""
+    if len(argv) >= 3 and os.path.basename(argv[1]) == "nodetape":
+        rest = argv[2:]
+    elif len(argv) >= 4 and argv[1] == "-m" and argv[2] in ("nodetape", "nodetape.cli"):
+        rest = argv[3:]
+    else:
+        return False
+    if rest[0] != "record":
+        return False
     want = tape.resolve()
-    for i, a in enumerate(argv):
-        if a == "record" and any(is_nodetape(b) for b in argv[:i]):
-            for b in argv[i + 1:]:
-                if b and not b.startswith("-") and Path(os.path.join(cwd, b)).resolve() == want:
-                    return True
-    return False
+    return any(a and not a.startswith("-") and Path(os.path.join(cwd, a)).resolve() == want for a in rest[1:])
 
 
 def live_recorder(tape: Path, manifest: Manifest) -> int | None:
