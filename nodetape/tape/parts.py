@@ -93,8 +93,8 @@ class CgroupLayout:
     def load(cls, v, f: Fields) -> CgroupLayout:
         d = f.obj(v, "cgroup", optional=True) or {}
         mode = f.text(d.get("mode"), "cgroup.mode", max_len=16)
-        if mode is not None and mode not in ("v1", "v2", "hybrid"):
-            raise f.bad("cgroup.mode", "is not v1, v2 or hybrid")
+        if mode is not None and mode not in ("v1", "v2", "hybrid", "none"):
+            raise f.bad("cgroup.mode", "is not v1, v2, hybrid or none")
         hier = f.str_map(d.get("hierarchies") or {}, "cgroup.hierarchies",
                          lambda x, name: f.abs_path(x, name, optional=False))
         ctrl = f.str_map(d.get("controllers") or {}, "cgroup.controllers", lambda x, name: f.name(x, name))
