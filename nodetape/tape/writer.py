@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 
 from nodetape.core.clock import boottime_ns
 from nodetape.core.errors import NodetapeError
-from nodetape.tape.format import MANIFEST, Manifest
+from nodetape.tape.format import FORMAT_VERSION, MANIFEST, Manifest
 from nodetape.tape.fs import atomic_write_json, create_tape_folder, fsync_dir, reserve_space
 from nodetape.tape.partfile import blake2b_hex, encode
 from nodetape.tape.partfile import write_file as _write_file
@@ -83,8 +83,6 @@ class DiskFull(NodetapeError):
     """The tape's filesystem is full and the recorder cannot go on (exit 1: not bad input)."""
 
     exit_code = 1
-
-
 
 
 @dataclass
@@ -120,6 +118,7 @@ class TapeWriter:
         if not isinstance(manifest, Manifest):
             # a slice's manifest built as JSON: checked like one read from disk
             manifest = Manifest.from_dict(manifest, str(self.path / MANIFEST))
+        manifest.format_version = FORMAT_VERSION  # what this writer writes (checksums)
         self.manifest = manifest
         # an offline copy never drops rows (module doc)
         self.offline = offline

@@ -126,3 +126,10 @@ def test_allow_damaged_reads_what_is_sound_and_says_what_it_skipped(tmp_path):
     t = open_tapes([tape], allow_damaged=True, stderr=err)[0]
     assert part not in t.parts["cgroup_events"] and t.parts["cgroup_events"]
     assert err.getvalue().strip() == f"nodetape: skipped damaged {part}: part named by the manifest is missing"
+
+
+def test_a_slice_carries_checksums_and_verifies(tmp_path, capsys):
+    out = tmp_path / "slice"
+    assert _cli(capsys, "replay", FIXTURES / "oom-kill", "--out", out, "--from", "+1s")[0] == 0
+    rc, report, _ = _cli(capsys, "verify", out)
+    assert rc == 0 and "sound" in report and "unverified" not in report

@@ -204,6 +204,47 @@ def test_memory_bound_drops_raw_rows_not_sampled(tmp_path):
     assert m["tables"]["psi_samples"]["rows"] == 50
 
 
+def test_an_offline_writer_never_drops_rows(tmp_path):
+    clock = FakeClock()
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest(), max_total_bytes=4096, clock=clock, offline=True)
+    for i in range(50):
+        w.append("processes", _procs(list(range(i * 100, i * 100 + 100))))
+    assert not w.dropped and w.early_flushes > 1
+    w.close(end_ns=10)
+    m = read_manifest(tape)
+    assert m["tables"]["processes"]["rows"] == 5000 and "writer" not in m or not m["writer"]["dropped"]
+    assert "last_flush_ns" not in m and not (tape / tw.RESERVE).exists()
+
+
+def test_an_offline_writer_fails_at_once_on_a_full_disk(tmp_path, monkeypatch):
+    def full(path, data, mode=0o600):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    w = TapeWriter(tmp_path / "t", _manifest(), offline=True)
+    monkeypatch.setattr(tw, "_write_file", full)
+    w.append("psi_samples", _psi([1]))
+    with pytest.raises(DiskFull, match="an offline copy drops no rows"):
+        w.flush()
+
+
+def test_every_part_carries_size_rows_and_checksum(tmp_path):
+    import hashlib
+
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest())
+    for ts in ([1, 2], [3]):
+        w.append("psi_samples", _psi(ts))
+        w.flush()
+    w.close(end_ns=5)
+    m = read_manifest(tape)
+    assert m.format_version == 2
+    sums = m.tables["psi_samples"].sums
+    for name, rows in (("part-000000.parquet", 2), ("part-000001.parquet", 1)):
+        data = (tape / "psi_samples" / name).read_bytes()
+        assert sums[name].bytes == len(data) and sums[name].rows == rows
+        assert sums[name].blake2b == hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
 def _fill_disk_after(monkeypatch, ok_tables):
     real = tw._write_file
 
