@@ -146,7 +146,7 @@ class Fields:
             return v
         if isinstance(v, float):
             return self.number(v, field)
-        if isinstance(v, list):
+        if isinstance(v, (list, tuple)):
             return [self.json(x, f"{field}[{i}]", depth + 1) for i, x in enumerate(v)]
         if isinstance(v, dict):
             return {k: self.json(x, f"{field}.{k}", depth + 1) for k, x in v.items()}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodetape.tape.format import Manifest
+from nodetape.tape.retention import part_index
 
 # An honest part holds far fewer rows per byte: the densest a nodetape table
 # encodes (every column constant, seq +1 per row, zstd) is 65 rows per byte, and
@@ -49,8 +50,6 @@ def check_listing(manifest: Manifest, folder: Path, table: str, on_disk: list[Pa
     entry = manifest.tables.get(table)
     named = set(entry.parts) if entry else set()
     first = (entry.first_part or 0) if entry else 0
-    from nodetape.tape.retention import part_index
-
     named = {n for n in named if (part_index(n) or 0) >= first}
     present = {p.name for p in on_disk}
     damage = [Damage(folder / n, "part named by the manifest is missing") for n in sorted(named - present)]

@@ -57,6 +57,7 @@ from nodetape.tape.fs import atomic_write_json, create_tape_folder, fsync_dir, r
 from nodetape.tape.partfile import blake2b_hex, encode
 from nodetape.tape.partfile import write_file as _write_file
 from nodetape.tape.retention import PartInfo, PartLedger, part_name
+from nodetape.tape.snapshot import write_snapshot
 from nodetape.schemas import schema as schema_of
 from nodetape.schemas import table as table_of
 
@@ -366,8 +367,6 @@ class TapeWriter:
 
     def snapshot(self, out: str | os.PathLike, reason: str) -> Path:
         """Flush, then save the current window as its own closed tape at `out` (hard links)."""
-        from nodetape.tape.snapshot import write_snapshot
-
         self.flush(scheduled=False)
         return write_snapshot(self.path, self.manifest, self.ledger.live_parts(), Path(out), reason=reason)
 
