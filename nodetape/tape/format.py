@@ -42,7 +42,11 @@ MAX_CLOCK_PAIRS = 64
 # below the microsecond precision of `ts` times a thousand, and NTP slews ~50 ppm.
 CLOCK_STEP_NS = 1_000_000
 
-# top-level keys with a typed home; anything else is kept (validated JSON) in `extra`
+# top-level keys written always, and when set; anything else is kept (validated JSON) in `extra`
+_ALWAYS = ("format", "format_version", "nodetape_version", "schema_version", "host", "clock", "cgroup", "options",
+           "start_ns", "end_ns", "closed", "sources", "tables")
+_OPTIONAL = ("recorder", "last_flush_ns", "retention", "disk_full", "snapshot", "snapshots", "writer", "stop_reason",
+             "slice")
 _KNOWN = ("format", "format_version", "nodetape_version", "schema_version", "host", "clock", "cgroup",
           "options", "start_ns", "end_ns", "closed", "sources", "tables", "recorder", "last_flush_ns",
           "retention", "disk_full", "snapshot", "snapshots", "writer", "stop_reason", "slice")
@@ -136,29 +140,31 @@ class Manifest(Mapping):
         )
 
     # -- the JSON document -------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = {"format": FORMAT, "format_version": self.format_version, "nodetape_version": self.nodetape_version,
-             "schema_version": self.schema_version, "host": self.host, "clock": self.clock.to_dict(),
-             "cgroup": self.cgroup.to_dict(), "options": self.options, "start_ns": self.start_ns,
-             "end_ns": self.end_ns, "closed": self.closed,
-             "sources": {k: s.to_dict() for k, s in self.sources.items()},
-             "tables": {k: t.to_dict() for k, t in self.tables.items()}}
-        for key in ("recorder", "last_flush_ns", "retention", "disk_full", "snapshot", "snapshots", "writer",
-                    "stop_reason", "slice"):
-            v = getattr(self, key)
-            if v is not None:
-                d[key] = v.to_dict() if hasattr(v, "to_dict") else v
-        d.update(self.extra)
-        return d
+    def _keys(self) -> list[str]:
+        optional = [k for k in _OPTIONAL if getattr(self, k) is not None]
+        return [*_ALWAYS, *optional, *self.extra]
 
     def __getitem__(self, key):
-        return self.to_dict()[key]
+        """One top-level value as it is in the JSON (read-only view for dict-style callers)."""
+        if key in self.extra:
+            return self.extra[key]
+        if key == "format":
+            return FORMAT
+        if key in _ALWAYS or (key in _OPTIONAL and getattr(self, key) is not None):
+            v = getattr(self, key)
+            if key in ("sources", "tables"):
+                return {k: x.to_dict() for k, x in v.items()}
+            return v.to_dict() if hasattr(v, "to_dict") else v
+        raise KeyError(key)
+
+    def to_dict(self) -> dict:
+        return {k: self[k] for k in self._keys()}
 
     def __iter__(self):
-        return iter(self.to_dict())
+        return iter(self._keys())
 
     def __len__(self) -> int:
-        return len(self.to_dict())
+        return len(self._keys())
 
     def pop(self, key: str, default=None):
         """Clear an optional field (compat for callers that edited the dict)."""
