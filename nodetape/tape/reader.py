@@ -336,7 +336,11 @@ def connect(tapes: list[Tape], con=None):
                 vanished = False
                 for tape in tapes:
                     kept = [p for p in tape.parts[t.name] if p.exists()]
-                    vanished |= len(kept) != len(tape.parts[t.name])
+                    gone = [p for p in tape.parts[t.name] if p not in kept]
+                    if gone and tape.manifest.closed:
+                        # nothing retires parts of a closed tape: it was damaged after opening
+                        raise TapeError(f"{gone[0]}: part named by the manifest is missing", str(gone[0])) from None
+                    vanished |= bool(gone)
                     tape.parts[t.name] = kept
                 if not vanished or attempt == 2:
                     # retention in a live recorder removes parts; anything else is damage

@@ -38,6 +38,7 @@ class TapeResult:
     path: Path
     parts: list[PartResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "PATH: why" lines, parts and tables
+    readable: bool = True  # False: the manifest itself did not load
 
     @property
     def sound(self) -> bool:
@@ -148,12 +149,17 @@ def verify_part(m: Manifest, t: Table, part: Path) -> PartResult:
 
 
 def verify_tape(path: str | Path) -> TapeResult:
-    """Every check above on one tape; a manifest that does not load is a TapeError (exit 2)."""
+    """Every check above on one tape; a manifest that does not load is its one problem."""
     from nodetape.tape.reader import list_parts
 
     p = Path(path)
-    m = read_manifest(p)
     res = TapeResult(p)
+    try:
+        m = read_manifest(p)
+    except TapeError as e:
+        res.problems.append(str(e))
+        res.readable = False
+        return res
     for t in TABLES:
         entry = m.tables.get(t.name)
         on_disk = list_parts(p, t.name, (entry.first_part or 0) if entry else 0)
@@ -162,6 +168,8 @@ def verify_tape(path: str | Path) -> TapeResult:
         rows, sound = 0, True
         for part in on_disk:
             r = verify_part(m, t, part)
+            if not m.closed and not part.exists():
+                continue  # retired by the live recorder meanwhile
             res.parts.append(r)
             res.problems += [f"{part}: {why}" for why in r.problems]
             sound &= not r.problems
@@ -177,7 +185,8 @@ def report(results: list[TapeResult]) -> str:
     lines = []
     for res in results:
         checked = sum(1 for p in res.parts if p.checksum == "ok")
-        state = "sound" if res.sound else f"DAMAGED ({len(res.problems)} problems)"
+        state = ("sound" if res.sound else "UNREADABLE" if not res.readable
+                 else f"DAMAGED ({len(res.problems)} problem{'s' if len(res.problems) > 1 else ''})")
         extra = f", {res.unverified} unverified (no checksum in the manifest)" if res.unverified else ""
         lines.append(f"{res.path}: {state}: {len(res.parts)} parts, {sum(p.rows for p in res.parts)} rows, "
                      f"{checked} checksums match{extra}")

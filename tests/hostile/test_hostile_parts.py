@@ -133,3 +133,10 @@ def test_a_slice_carries_checksums_and_verifies(tmp_path, capsys):
     assert _cli(capsys, "replay", FIXTURES / "oom-kill", "--out", out, "--from", "+1s")[0] == 0
     rc, report, _ = _cli(capsys, "verify", out)
     assert rc == 0 and "sound" in report and "unverified" not in report
+
+
+def test_verify_reports_each_tape_even_when_one_manifest_is_bad(tmp_path, capsys):
+    bad = copy_fixture(tmp_path, "oom-kill")
+    (bad / "manifest.json").write_text("{")
+    rc, out, _ = _cli(capsys, "verify", bad, FIXTURES / "runc-quota")
+    assert rc == 2 and "malformed manifest JSON" in out and "runc-quota: sound" in out
