@@ -1,11 +1,26 @@
-"""A readable summary of a tape (`nodetape info`)."""
+"""A readable summary of a tape (`nodetape info`).
+
+Every value comes from an untrusted manifest: the terminal rendering escapes
+control characters (an ESC sequence in a hostname must not drive the terminal),
+so each line printed is one line of plain text.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from nodetape.core.durations import format_duration_ns
 from nodetape.tape.reader import Tape
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_control(text: str) -> str:
+    """Control characters (C0, DEL, C1) as visible escapes: `\x1b` instead of an ESC."""
+    return _CONTROL.sub(lambda m: {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(m.group(), f"\\x{ord(m.group()):02x}"),
+                        text)
 
 
 def wall(tape: Tape, boot_ns: int | None) -> str:
@@ -28,32 +43,31 @@ def _bytes(n: int) -> str:
 
 def summary(tape: Tape) -> dict:
     m = tape.manifest
-    end = m.get("end_ns")
-    last = end
-    if last is None:
-        # not closed: the last flush is as far as the tape goes
-        last = m.get("last_flush_ns")
+    # not closed: the last flush is as far as the tape goes
+    last = m.end_ns if m.end_ns is not None else m.last_flush_ns
     return {
         "path": str(tape.path),
-        "host": m.get("host") or {},
-        "schema_version": m["schema_version"],
-        "nodetape_version": m.get("nodetape_version"),
-        "start": wall(tape, m.get("start_ns")),
+        "host": m.host,
+        "schema_version": m.schema_version,
+        "nodetape_version": m.nodetape_version,
+        "format_version": m.format_version,
+        "start": wall(tape, m.start_ns),
         "end": wall(tape, last),
-        "duration": format_duration_ns(last - m["start_ns"]) if last and m.get("start_ns") else None,
-        "closed_cleanly": bool(m.get("closed")),
-        "stop_reason": m.get("stop_reason"),
-        "retention": m.get("retention"),
-        "writer_dropped": (m.get("writer") or {}).get("dropped") or {},
-        "disk_full": m.get("disk_full"),
-        "snapshot_of": m.get("snapshot"),
-        "snapshots": m.get("snapshots") or [],
-        "clock_pairs": len(m["clock"].get("snapshots") or []),
-        "cgroup_mode": (m.get("cgroup") or {}).get("mode"),
-        "sources": m.get("sources", {}),
+        "duration": format_duration_ns(last - m.start_ns) if last and m.start_ns else None,
+        "closed_cleanly": m.closed,
+        "stop_reason": m.stop_reason,
+        "retention": m.retention,
+        "writer_dropped": (m.writer or {}).get("dropped") or {},
+        "disk_full": m.disk_full,
+        "snapshot_of": m.snapshot,
+        "snapshots": m.snapshots or [],
+        "clock_pairs": len(m.clock.pairs),
+        "cgroup_mode": m.cgroup.mode,
+        "sources": {k: s.to_dict() for k, s in m.sources.items()},
         "tables": {t: {"rows": len_rows(tape, t), "parts": len(p), "bytes": _size(p),
-                       "dropped": (m["tables"].get(t) or {}).get("dropped") or 0}
+                       "dropped": (m.tables[t].dropped if t in m.tables else None) or 0}
                    for t, p in tape.parts.items() if p},
+        "skipped": list(tape.skipped),
     }
 
 
@@ -80,7 +94,11 @@ def len_rows(tape: Tape, table: str) -> int:
 
 
 def render(tape: Tape) -> str:
-    s = summary(tape)
+    lines = _lines(summary(tape))
+    return "\n".join(escape_control(line) for line in lines) + "\n"
+
+
+def _lines(s: dict) -> list[str]:
     h = s["host"]
     lines = [
         f"tape      {s['path']}",
@@ -134,4 +152,6 @@ def render(tape: Tape) -> str:
         lines += ["", "dropped by the writer"]
         for t, d in s["writer_dropped"].items():
             lines.append(f"  {t:<16} " + ", ".join(f"{n} rows ({r})" for r, n in d.items()))
-    return "\n".join(lines) + "\n"
+    if s["skipped"]:
+        lines += ["", "skipped (damaged)"] + [f"  {x}" for x in s["skipped"]]
+    return lines

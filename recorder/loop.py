@@ -35,7 +35,7 @@ from nodetape.core import hostinfo
 from nodetape.core.clock import boottime_ns, clock_pair
 from nodetape.core.errors import UserError
 from nodetape.schemas import SCHEMA_VERSION
-from nodetape.tape.format import add_clock_pair, new_manifest
+from nodetape.tape.format import Manifest
 from nodetape.tape.fs import atomic_write_json
 from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
 from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
@@ -110,26 +110,29 @@ class Recorder:
         if not_empty:
             raise UserError(f"{out}: output folder exists and is not empty (choose a new OUT)", str(out))
         layout = self.ctx.layout
-        manifest = new_manifest(
-            host=hostinfo.host_facts(str(self.ctx.proc_root)),
+        host = hostinfo.host_facts(str(self.ctx.proc_root))
+        options = {
+            "sources": self.opts.sources,
+            "interval_ns": self.ctx.interval_ns,
+            "flush_interval_ns": self.opts.flush_interval_ns,
+            "duration_ns": self.opts.duration_ns,
+            "cgroup_root": str(self.ctx.cgroup_root),
+            "proc_root": str(self.ctx.proc_root),
+            **self.opts.extra_manifest,
+        }
+        if self.opts.snapshot_on:
+            options["snapshot_on"] = [t.spec for t in self.opts.snapshot_on]
+        manifest = Manifest.new(
+            host=host,
             clock_pair=clock_pair(),
             cgroup=layout.to_json(),
-            options={
-                "sources": self.opts.sources,
-                "interval_ns": self.ctx.interval_ns,
-                "flush_interval_ns": self.opts.flush_interval_ns,
-                "duration_ns": self.opts.duration_ns,
-                "cgroup_root": str(self.ctx.cgroup_root),
-                "proc_root": str(self.ctx.proc_root),
-                **self.opts.extra_manifest,
-            },
+            options=options,
             schema_version=SCHEMA_VERSION,
+            # who writes this tape: `nodetape snapshot` signals it only after checking
+            # boot id, start time, exe and command line (tape/snapshot.py)
+            recorder={"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid()),
+                      "boot_id": host.get("boot_id")},
         )
-        if self.opts.snapshot_on:
-            manifest["options"]["snapshot_on"] = [t.spec for t in self.opts.snapshot_on]
-        # who writes this tape: `nodetape snapshot` signals it (start time guards pid reuse)
-        manifest["recorder"] = {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid()),
-                                "boot_id": manifest["host"].get("boot_id")}
         kw = {}
         if self.opts.max_buffer_bytes:
             kw["max_buffer_bytes"] = self.opts.max_buffer_bytes
@@ -164,8 +167,6 @@ class Recorder:
         return b
 
     def _sync_manifest_sources(self) -> None:
-        m = self.writer.manifest
-        m["sources"] = {st.name: st.to_json() for st in self.states}
         # rows and drops per table: the writer's own drops by table, and a source's drops on
         # the first table it writes (where a multi-table source loses, it cannot say which)
         drops = {t: dict(d) for t, d in self.writer.dropped.items()}
@@ -175,12 +176,7 @@ class Recorder:
                 d = drops.setdefault(st.source.tables[0], {})
                 key = f"{st.name}: {s.drop_reason or 'dropped'}"
                 d[key] = d.get(key, 0) + s.dropped
-        for name in set(m["tables"]) | set(drops):
-            entry = m["tables"].setdefault(name, {"rows": 0, "bytes": 0, "parts": []})
-            entry["dropped"] = sum(drops.get(name, {}).values())
-            entry["drop_reasons"] = drops.get(name, {})
-        if self.snapshots:
-            m["snapshots"] = self.snapshots[-50:]
+        self.writer.set_sources({st.name: st.to_json() for st in self.states}, drops, self.snapshots)
 
     # -- snapshots -------------------------------------------------------------
     def _snapshot(self, out: Path, reason: str) -> Path:
@@ -232,7 +228,7 @@ class Recorder:
 
     def run(self) -> dict:
         self.writer = self._open_tape()
-        self.start_ns = self.writer.manifest["start_ns"]
+        self.start_ns = self.writer.manifest.start_ns
         failure: BaseException | None = None
         try:
             start_sources(self.opts.sources, self.ctx, self.states, self._write)
@@ -257,7 +253,7 @@ class Recorder:
 
     def _check_clock(self) -> None:
         keep = boottime_ns() - self.opts.retain_ns if self.opts.retain_ns else None
-        add_clock_pair(self.writer.manifest, clock_pair(), keep_from_ns=keep)
+        self.writer.add_clock_pair(clock_pair(), keep_from_ns=keep)
 
     def _loop(self) -> None:
         tick = self.opts.tick_ns

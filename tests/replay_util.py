@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 from nodetape.tape.format import new_manifest
@@ -25,7 +27,7 @@ V2 = {"root": "/sys/fs/cgroup", "mode": "v2", "hierarchies": {"unified": "/sys/f
 def make_tape(path: Path, parts: list[list[tuple[str, dict]]], *, cgroup=HYBRID, hostname="node-a",
               start_ns=BOOT0, end_ns=None, offset_ns=OFFSET) -> Path:
     """parts: a list of flushes, each a list of (table, columns) appended before that flush."""
-    m = new_manifest(host={"hostname": hostname}, clock_pair=(start_ns, start_ns + offset_ns), cgroup=cgroup,
+    m = new_manifest(host={"hostname": hostname}, clock_pair=(start_ns, start_ns + offset_ns), cgroup=HYBRID,
                      options={}, schema_version=SCHEMA_VERSION)
     w = TapeWriter(path, m)
     for flush in parts:
@@ -33,6 +35,10 @@ def make_tape(path: Path, parts: list[list[tuple[str, dict]]], *, cgroup=HYBRID,
             w.append(table, batch(table, cols))
         w.flush()
     w.close(end_ns if end_ns is not None else start_ns + 60_000_000_000)
+    if cgroup is not HYBRID:  # a layout the writer would refuse (a hostile tape) goes in afterwards
+        data = json.loads((path / "manifest.json").read_text())
+        data["cgroup"] = cgroup
+        (path / "manifest.json").write_text(json.dumps(data))
     return path
 
 

@@ -1,11 +1,14 @@
-"""Small filesystem helpers every tape writer shares: durable, atomic writes."""
+"""Small filesystem helpers every tape writer shares: durable, atomic writes, a new tape folder."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -13,6 +16,7 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
 
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON to a temp file, fsync, rename over `path` (mode 0600).
@@ -35,3 +39,52 @@ def atomic_write_json(path: Path, data: Any) -> None:
         except OSError:
             pass
         raise
+
+
+def create_tape_folder(p: Path, manifest: dict, name: str = "manifest.json") -> None:
+    """Create the tape folder `p` with its first manifest, atomically when the parent allows.
+
+    Built under a hidden name beside `p` and renamed into place, so `p` never
+    exists without a manifest; FileExistsError if `p` exists and is not an empty folder.
+    """
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise FileExistsError(errno.EEXIST, "output exists and is not an empty folder", str(p))
+    tmp: Path | None = p.parent / f".{p.name}.new-{os.getpid()}"
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=0o700)
+    except PermissionError:
+        # parent not writable (an OUT pre-created in a folder we cannot write): build in place
+        tmp = None
+    target = tmp or p
+    try:
+        target.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # tapes hold process names, paths and cmdlines: not for other users
+        os.chmod(target, 0o700)
+        atomic_write_json(target / name, manifest)
+        if tmp is not None:
+            os.rename(tmp, p)  # also replaces an empty OUT the user made
+            fsync_dir(p.parent)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def reserve_space(f: Path, nbytes: int) -> bool:
+    """Hold `nbytes` of disk in file `f` (freed on a fatal disk full); False if there is no room."""
+    if nbytes <= 0:
+        return False
+    try:
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        try:
+            os.unlink(f)
+        except OSError:
+            pass
+        return False

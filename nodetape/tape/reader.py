@@ -13,6 +13,12 @@ the tape is being opened (retention in a live recorder) is skipped. The recorder
 unlinks retired parts only a grace period after the manifest dropped them, so a
 query started just before still finds them.
 
+Integrity (integrity.py): a CLOSED tape must hold exactly the parts its
+manifest names, each of the recorded size and row count; anything else is a
+TapeError naming the part (exit 2), unless the caller passes
+`allow_damaged=True`, which skips the damaged parts and says which on stderr.
+A footer claiming more rows than its file can hold is damage on any tape.
+
 Wall time: `ts` uses the manifest's clock pairs (CLOCK_BOOTTIME, CLOCK_REALTIME):
 each row takes the offset of the nearest preceding pair (the first pair for rows
 before it), so an NTP step during a recording does not shift earlier rows. One
@@ -22,6 +28,7 @@ pair (the usual case) is a constant; a few are a short CASE.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +37,8 @@ import pyarrow.parquet as pq
 
 from nodetape.core.errors import TapeError
 from nodetape.tape import clockmap
-from nodetape.tape.format import read_manifest
+from nodetape.tape.format import Manifest, read_manifest
+from nodetape.tape.integrity import Damage, check_listing, check_part, check_rows, check_size
 from nodetape.schemas import SCHEMA_MAJOR, TABLES, Table
 
 _DUCK_TYPES = {
@@ -49,24 +57,27 @@ def duck_type(t: pa.DataType) -> str:
 @dataclass
 class Tape:
     path: Path
-    manifest: dict
+    manifest: Manifest
     parts: dict[str, list[Path]]
     # column names of each part, read once when validating
     columns: dict[Path, set[str]] = field(default_factory=dict)
+    # what was skipped (allow_damaged=True): one line per damaged part
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def host(self) -> str:
-        return str((self.manifest.get("host") or {}).get("hostname") or self.path.name)
+        return str(self.manifest.host.get("hostname") or self.path.name)
 
     @property
     def offset_ns(self) -> int:
         """The offset of the first clock pair: realtime = boottime + offset at the start."""
-        return int(self.manifest["clock"]["offset_ns"])
+        return self.manifest.clock.offset_ns
 
     @property
     def clock_pairs(self) -> list[tuple[int, int]]:
         """(boottime_ns, offset_ns) sorted by boottime; at least one."""
-        return clockmap.clock_pairs(self.manifest["clock"])
+        pairs = sorted((b, r - b) for b, r in self.manifest.clock.pairs)
+        return pairs or [(0, self.offset_ns)]
 
     def offset_at(self, boot_ns: int) -> int:
         """realtime - boottime in effect at `boot_ns` (the nearest preceding clock pair)."""
@@ -80,8 +91,8 @@ class Tape:
         return f"(CASE {whens} ELSE {pairs[0][1]} END)"
 
 
-def _check_schema_version(manifest: dict, path: Path) -> None:
-    v = manifest["schema_version"]
+def _check_schema_version(manifest: Manifest, path: Path) -> None:
+    v = manifest.schema_version
     try:
         major = int(str(v).split(".")[0])
     except ValueError:
@@ -122,9 +133,17 @@ def _same_type(found: pa.DataType, declared: pa.DataType) -> bool:
     return found == declared
 
 
-def _validate_part(part: Path, t: Table) -> set[str] | None:
-    """The part's column names; None if it vanished; TapeError naming it if damaged or foreign."""
+class _Footer:
+    """A part's footer: its column names and row count (read once, no fd kept)."""
+
+    def __init__(self, names: set[str], rows: int, size: int):
+        self.names, self.rows, self.size = names, rows, size
+
+
+def _validate_part(part: Path, t: Table) -> _Footer | None:
+    """The part's footer; None if it vanished; TapeError naming it if damaged or foreign."""
     try:
+        size = part.stat().st_size
         meta = pq.read_metadata(part)
         arrow_schema = meta.schema.to_arrow_schema()
     except FileNotFoundError:
@@ -141,34 +160,97 @@ def _validate_part(part: Path, t: Table) -> set[str] | None:
             if not _same_type(found, c.type):
                 raise TapeError(f"{part}: column {c.name} is {found}, expected {c.type} (not a {t.name} part?)",
                                 str(part))
-    return names
+    _check_footer_nulls(part, meta, t, arrow_schema)
+    return _Footer(names, meta.num_rows, size)
 
 
-def open_tape(path: str | os.PathLike, validate: bool = True) -> Tape:
+def _check_footer_nulls(part: Path, meta, t: Table, arrow_schema: pa.Schema) -> None:
+    """A NULL in a non-null column, as the footer's own statistics count it (no data read)."""
+    for c in t.columns:
+        if c.nullable or c.name not in arrow_schema.names:
+            continue
+        i = arrow_schema.get_field_index(c.name)
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(i).statistics
+            if st is not None and st.has_null_count and st.null_count:
+                raise TapeError(f"{part}: {st.null_count} NULL in non-null column {c.name}", str(part))
+
+
+def _open_table(p: Path, m: Manifest, t: Table, damage: list[Damage]) -> tuple[list[Path], dict[Path, set[str]]]:
+    """The sound parts of table t and their columns; damaged ones go to `damage`."""
+    entry = m.tables.get(t.name)
+    ps = list_parts(p, t.name, (entry.first_part or 0) if entry else 0)
+    if m.closed:
+        listing = check_listing(m, p / t.name, t.name, ps)
+        damage += listing
+        unnamed = {d.path for d in listing}
+        ps = [part for part in ps if part not in unnamed]
+    kept, columns, rows = [], {}, 0
+    for part in ps:
+        bad = check_size(m, part, t.name)
+        if bad is not None:
+            damage.append(bad)
+            continue
+        try:
+            footer = _validate_part(part, t)
+        except TapeError as e:
+            damage.append(Damage(part, str(e).removeprefix(f"{part}: ")))
+            continue
+        if footer is None:
+            if m.closed:
+                damage.append(Damage(part, "part vanished while the tape was opened"))
+            continue
+        bad = check_part(m, part, t.name, footer.rows, footer.size)
+        if bad is not None:
+            damage.append(bad)
+            continue
+        kept.append(part)
+        columns[part] = footer.names
+        rows += footer.rows
+    if len(kept) == len(ps) and not any(d.path.parent == p / t.name for d in damage):
+        bad = check_rows(m, p / t.name, t.name, rows)
+        if bad is not None:
+            damage.append(bad)
+    return kept, columns
+
+
+def open_tape(path: str | os.PathLike, validate: bool = True, *, allow_damaged: bool = False) -> Tape:
+    """Open one tape: its manifest (validated) and its sound parts.
+
+    Damage (integrity.py) is a TapeError naming the first damaged part, or with
+    `allow_damaged` the damaged parts are left out and listed in `Tape.skipped`.
+    Parts are paths: nothing is kept open, callers open parts as they read them.
+    """
     p = Path(path)
     manifest = read_manifest(p)
     _check_schema_version(manifest, p)
     parts: dict[str, list[Path]] = {}
     columns: dict[Path, set[str]] = {}
+    damage: list[Damage] = []
     for t in TABLES:
-        first = (manifest["tables"].get(t.name) or {}).get("first_part") or 0
-        ps = list_parts(p, t.name, first)
         if validate:
-            kept = []
-            for part in ps:
-                cols = _validate_part(part, t)
-                if cols is not None:
-                    kept.append(part)
-                    columns[part] = cols
-            ps = kept
-        parts[t.name] = ps
-    return Tape(p, manifest, parts, columns)
+            parts[t.name], cols = _open_table(p, manifest, t, damage)
+            columns.update(cols)
+        else:
+            entry = manifest.tables.get(t.name)
+            parts[t.name] = list_parts(p, t.name, (entry.first_part or 0) if entry else 0)
+    if damage and not allow_damaged:
+        d = damage[0]
+        more = f" (and {len(damage) - 1} more; `nodetape verify` lists them)" if len(damage) > 1 else ""
+        raise TapeError(f"{d.line()}{more}", str(d.path))
+    return Tape(p, manifest, parts, columns, [d.line() for d in damage])
 
 
-def open_tapes(paths) -> list[Tape]:
+def open_tapes(paths, *, allow_damaged: bool = False, stderr=None) -> list[Tape]:
+    """Open every tape; with `allow_damaged`, damaged parts are skipped and each is named on stderr."""
     if not paths:
         raise TapeError("no tape given")
-    return [open_tape(p) for p in paths]
+    tapes = [open_tape(p, allow_damaged=allow_damaged) for p in paths]
+    err = stderr if stderr is not None else sys.stderr
+    for t in tapes:
+        for line in t.skipped:
+            print(f"nodetape: skipped damaged {line}", file=err)
+    return tapes
 
 
 def _sql_str(s: str) -> str:
@@ -248,7 +330,11 @@ def connect(tapes: list[Tape], con=None):
                 vanished = False
                 for tape in tapes:
                     kept = [p for p in tape.parts[t.name] if p.exists()]
-                    vanished |= len(kept) != len(tape.parts[t.name])
+                    gone = [p for p in tape.parts[t.name] if p not in kept]
+                    if gone and tape.manifest.closed:
+                        # nothing retires parts of a closed tape: it was damaged after opening
+                        raise TapeError(f"{gone[0]}: part named by the manifest is missing", str(gone[0])) from None
+                    vanished |= bool(gone)
                     tape.parts[t.name] = kept
                 if not vanished or attempt == 2:
                     # retention in a live recorder removes parts; anything else is damage

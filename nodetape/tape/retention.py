@@ -8,7 +8,7 @@ the window (`retain_ns`, the newest row of a part against the rows' clock), by
 size (`max_bytes`, over all tables), or early, when the disk is full and the
 tape is a flight recorder.
 
-The ledger changes the manifest dict in memory; the writer writes it to disk.
+The ledger changes the manifest in memory (through its methods); the writer writes it to disk.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodetape.tape.fields import PART_RE
+from nodetape.tape.format import Manifest
+
 
 def part_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
@@ -25,11 +28,8 @@ def part_name(index: int) -> str:
 
 def part_index(name: str) -> int | None:
     """`part-000012.parquet` -> 12; None for anything else."""
-    if name.startswith("part-") and name.endswith(".parquet"):
-        digits = name[5:-8]
-        if digits.isdigit():
-            return int(digits)
-    return None
+    m = PART_RE.fullmatch(name)
+    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -40,6 +40,7 @@ class PartInfo:
     bytes: int
     max_ns: int | None  # newest value of the table's time column
     written_ns: int     # boottime when written
+    blake2b: str | None = None  # checksum of the file's bytes (format 2)
 
     @property
     def name(self) -> str:
@@ -51,7 +52,7 @@ class PartInfo:
 
 
 class PartLedger:
-    def __init__(self, path: Path, manifest: dict, *, retain_ns: int | None, max_bytes: int | None,
+    def __init__(self, path: Path, manifest: Manifest, *, retain_ns: int | None, max_bytes: int | None,
                  grace_ns: int, clock: Callable[[], int], boot_clock: Callable[[], int]):
         self.path = path
         self.manifest = manifest
@@ -63,8 +64,7 @@ class PartLedger:
         self.parts: dict[str, list[PartInfo]] = {}
         self.pending: list[tuple[int, Path, int]] = []  # (unlink at monotonic ns, file, bytes)
         if retain_ns or max_bytes:
-            manifest["retention"] = {"retain_ns": retain_ns, "max_bytes": max_bytes,
-                                     "retired_parts": 0, "retired_rows": 0, "retired_bytes": 0}
+            manifest.set_bounds(retain_ns, max_bytes)
 
     @property
     def bounded(self) -> bool:
@@ -73,10 +73,7 @@ class PartLedger:
 
     def add(self, info: PartInfo) -> None:
         self.parts.setdefault(info.table, []).append(info)
-        m = self.manifest["tables"].setdefault(info.table, {"rows": 0, "bytes": 0, "parts": []})
-        m["rows"] += info.rows
-        m["bytes"] += info.bytes
-        m["parts"].append(info.name)
+        self.manifest.add_part(info.table, info.name, info.rows, info.bytes, info.blake2b)
 
     @property
     def tape_bytes(self) -> int:
@@ -92,17 +89,7 @@ class PartLedger:
 
     def retire(self, p: PartInfo, grace_ns: int | None = None) -> None:
         self.parts[p.table].remove(p)
-        m = self.manifest["tables"][p.table]
-        if p.name in m["parts"]:
-            m["parts"].remove(p.name)
-        m["rows"] -= p.rows
-        m["bytes"] -= p.bytes
-        # parts are retired oldest first, so one number says which files on disk are gone
-        m["first_part"] = max(m.get("first_part", 0), p.index + 1)
-        r = self.manifest.setdefault("retention", {"retired_parts": 0, "retired_rows": 0, "retired_bytes": 0})
-        r["retired_parts"] = r.get("retired_parts", 0) + 1
-        r["retired_rows"] = r.get("retired_rows", 0) + p.rows
-        r["retired_bytes"] = r.get("retired_bytes", 0) + p.bytes
+        self.manifest.retire_part(p.table, p.name, p.index, p.rows, p.bytes)
         grace = self.grace_ns if grace_ns is None else grace_ns
         self.pending.append((self._clock() + grace, self.path / p.table / p.name, p.bytes))
 

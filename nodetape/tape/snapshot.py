@@ -6,16 +6,20 @@ tape), copies when links are impossible (another filesystem), and writes its own
 manifest. It is built under a hidden name and renamed into place, so OUT either
 does not exist or is a complete tape.
 
-`nodetape snapshot TAPE OUT` asks a running recorder of TAPE (its pid is in the
-manifest, checked against the process start time so a reused pid is not
-signalled) by dropping a request file into the tape and sending SIGUSR1; the
-recorder flushes, writes the snapshot and answers with a result file. With no
-recorder running it copies the parts on disk.
+`nodetape snapshot TAPE OUT` asks the running recorder of TAPE by dropping a
+request file into the tape and sending SIGUSR1; the recorder flushes, writes the
+snapshot and answers with a result file. A manifest is untrusted, so the pid it
+names is signalled only when everything checks out (`live_recorder`): same boot
+id, same process start time, /proc/PID/exe a python, and its command line a
+`nodetape record` whose OUT resolves to this very tape. A process that exists but
+fails a check is not signalled: exit 2 "no live recorder owns this tape". With no
+recorder running (closed tape, recorder gone, another boot) it copies the parts
+on disk. Parts keep the checksums the source manifest recorded; parts it has
+none for (format 1, or renamed just before a SIGKILL) are hashed as copied.
 """
 
 from __future__ import annotations
 
-import copy
 import errno
 import json
 import os
@@ -27,8 +31,10 @@ from pathlib import Path
 
 from nodetape.core.clock import boottime_ns
 from nodetape.core.errors import NodetapeError, TapeError, UserError
-from nodetape.tape.format import MANIFEST, read_manifest
+from nodetape.tape.format import MANIFEST, Manifest, read_manifest
 from nodetape.tape.fs import atomic_write_json, fsync_dir
+from nodetape.tape.partfile import blake2b_file
+from nodetape.tape.retention import part_index
 
 REQUEST_PREFIX = ".snapshot-request-"
 RESULT_PREFIX = ".snapshot-result-"
@@ -44,50 +50,69 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.chmod(dst, 0o600)
 
 
-def write_snapshot(src: Path, manifest: dict, parts: dict[str, list[Path]], out: Path, *, reason: str) -> Path:
-    """Save `parts` of the tape at `src` with a copy of `manifest` as a closed tape at `out`."""
+def _copy_table(src: Manifest, m: Manifest, table: str, files: list[Path], dst_dir: Path) -> None:
+    """Link (or copy) one table's parts into `dst_dir` and name them in `m` with their checksums."""
     import pyarrow.parquet as pq
 
-    from nodetape.tape.retention import part_index
+    entry = src.tables.get(table)
+    for f in files:
+        if not dst_dir.exists():
+            dst_dir.mkdir(mode=0o700)
+        dst = dst_dir / f.name
+        try:
+            _link_or_copy(f, dst)
+        except FileNotFoundError:
+            continue  # retired by the recorder meanwhile: outside the window now
+        size = dst.stat().st_size
+        known = entry.sums.get(f.name) if entry else None
+        if known is not None and known.bytes == size:
+            digest, rows = known.blake2b, known.rows
+        else:
+            digest, rows = blake2b_file(dst), pq.read_metadata(dst).num_rows
+        m.add_part(table, f.name, rows, size, digest)
+    if m.tables.get(table) and m.tables[table].parts:
+        m.tables[table].first_part = part_index(m.tables[table].parts[0]) or 0
+    if dst_dir.exists():
+        fsync_dir(dst_dir)
 
+
+def _made_parents(out: Path) -> list[Path]:
+    """Create the missing parents of `out`; returns them, deepest first (removed again on failure)."""
+    made = []
+    p = out.parent
+    while not p.exists():
+        made.append(p)
+        p = p.parent
+    for d in reversed(made):
+        d.mkdir(mode=0o700)
+    return made
+
+
+def write_snapshot(src: Path, manifest: Manifest, parts: dict[str, list[Path]], out: Path, *, reason: str) -> Path:
+    """Save `parts` of the tape at `src` as a closed tape at `out`; on any failure nothing is left behind."""
     out = Path(out)
     if out.exists():
         raise UserError(f"{out}: snapshot output already exists", str(out))
-    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    made = _made_parents(out)
     tmp = out.parent / f".{out.name}.snap-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    tmp.mkdir(mode=0o700)
     try:
-        m = copy.deepcopy(manifest)
-        m["tables"] = {}
+        tmp.mkdir(mode=0o700)
+        m = Manifest.derived(manifest, start_ns=manifest.start_ns,
+                             snapshot={"of": str(src), "taken_ns": boottime_ns(), "reason": reason})
         for table, files in parts.items():
-            names, rows, nbytes = [], 0, 0
-            for f in files:
-                if not names:
-                    (tmp / table).mkdir(mode=0o700, exist_ok=True)
-                dst = tmp / table / f.name
-                try:
-                    _link_or_copy(f, dst)
-                except FileNotFoundError:
-                    continue  # retired by the recorder meanwhile: outside the window now
-                names.append(f.name)
-                rows += pq.read_metadata(dst).num_rows
-                nbytes += dst.stat().st_size
-            if names:
-                m["tables"][table] = {"rows": rows, "bytes": nbytes, "parts": names,
-                                      "first_part": part_index(names[0]) or 0}
-            if (tmp / table).exists():
-                fsync_dir(tmp / table)
-        m["closed"] = True
-        m["end_ns"] = manifest.get("end_ns") or manifest.get("last_flush_ns")
-        m.pop("recorder", None)
-        m.pop("snapshots", None)  # the source tape's history, not this tape's
-        m["snapshot"] = {"of": str(src), "taken_ns": boottime_ns(), "reason": reason}
-        atomic_write_json(tmp / MANIFEST, m)
+            _copy_table(manifest, m, table, files, tmp / table)
+        m.close(manifest.end_ns or manifest.last_flush_ns)
+        atomic_write_json(tmp / MANIFEST, m.to_dict())
         fsync_dir(tmp)
         os.rename(tmp, out)
         fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
     return out
 
@@ -110,23 +135,61 @@ def process_start_ticks(pid: int) -> int | None:
         return None
 
 
-def recorder_alive(manifest: dict) -> int | None:
-    """The pid of the recorder writing this tape, if it still runs; else None."""
-    rec = manifest.get("recorder")
-    if manifest.get("closed") or not isinstance(rec, dict):
-        return None
-    pid, ticks = rec.get("pid"), rec.get("start_ticks")
-    if not isinstance(pid, int) or pid <= 0:
-        return None
+NO_RECORDER = "no live recorder owns this tape"
+
+
+def _boot_id() -> str | None:
     try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        boot_id = None
-    if rec.get("boot_id") and boot_id and rec["boot_id"] != boot_id:
         return None
-    if ticks is None or process_start_ticks(pid) != ticks:
+
+
+def _is_record_of(argv: list[str], cwd: str, tape: Path) -> bool:
+    """argv is `PYTHON .../nodetape record ... OUT` or `PYTHON -m nodetape[.cli] record ... OUT`,
+    with OUT (resolved from the process's cwd) this very tape."""
+    if len(argv) >= 3 and os.path.basename(argv[1]) == "nodetape":
+        rest = argv[2:]
+    elif len(argv) >= 4 and argv[1] == "-m" and argv[2] in ("nodetape", "nodetape.cli"):
+        rest = argv[3:]
+    else:
+        return False
+    if rest[0] != "record":
+        return False
+    want = tape.resolve()
+    return any(a and not a.startswith("-") and Path(os.path.join(cwd, a)).resolve() == want for a in rest[1:])
+
+
+def live_recorder(tape: Path, manifest: Manifest) -> int | None:
+    """The pid of the `nodetape record` writing `tape` now; None when none runs (copy the parts).
+
+    TapeError "no live recorder owns this tape" when the manifest names a running
+    process that cannot be shown to be that recorder: it is never signalled.
+    """
+    rec = manifest.recorder
+    if manifest.closed or rec is None:
         return None
-    return pid
+    ours = _boot_id()
+    if rec.boot_id is not None and ours is not None and rec.boot_id != ours:
+        return None  # recorded on another boot: that recorder is gone
+    ticks = process_start_ticks(rec.pid)
+    if ticks is None or (rec.start_ticks is not None and ticks != rec.start_ticks):
+        return None  # no such process now (the pid, if reused, started later)
+    where = str(tape / MANIFEST)
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{rec.pid}/exe"))
+        with open(f"/proc/{rec.pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read(1 << 20).split(b"\0")]
+        cwd = os.readlink(f"/proc/{rec.pid}/cwd")
+    except PermissionError:
+        return None  # not ours to inspect, so not ours to signal: copy what is on disk
+    except OSError:
+        return None  # it exited meanwhile
+    if rec.boot_id is None or rec.start_ticks is None:
+        raise TapeError(f"{where}: {NO_RECORDER} (the manifest's recorder lacks a boot id or start time)", where)
+    if not exe.startswith("python") or not _is_record_of(argv, cwd, tape):
+        raise TapeError(f"{where}: {NO_RECORDER} (pid {rec.pid} is not a `nodetape record` of it)", where)
+    return rec.pid
 
 
 def request_snapshot(tape: Path, out: Path, pid: int, timeout_s: float = 30.0) -> Path:
@@ -135,7 +198,11 @@ def request_snapshot(tape: Path, out: Path, pid: int, timeout_s: float = 30.0) -
     req = tape / f"{REQUEST_PREFIX}{rid}.json"
     res = tape / f"{RESULT_PREFIX}{rid}.json"
     atomic_write_json(req, {"out": str(out.resolve())})
-    os.kill(pid, signal.SIGUSR1)
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except BaseException:
+        req.unlink(missing_ok=True)
+        raise
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if res.exists():
@@ -161,7 +228,7 @@ def snapshot_tape(tape: Path, out: Path) -> tuple[Path, str]:
     manifest = read_manifest(tape)
     if out.exists():
         raise UserError(f"{out}: snapshot output already exists", str(out))
-    pid = recorder_alive(manifest)
+    pid = live_recorder(tape, manifest)
     if pid is not None:
         try:
             return request_snapshot(tape, out, pid), "recorder"

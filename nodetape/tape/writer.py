@@ -30,11 +30,13 @@ the sampled ones; then give up: drop the rest, free the reserve file (kept from
 the start so the last manifest fits), write the final manifest and raise
 DiskFull. Nothing already written is touched, except parts retention owns.
 
-Parquet settings, one by one:
-- zstd: about 2x smaller than snappy on these tables for similar write cost;
-- dictionary encoding on strings (paths, kinds, comms repeat on most rows);
-- DELTA_BINARY_PACKED on time and sequence columns (monotone, so deltas are tiny);
-- never BYTE_STREAM_SPLIT on integer columns: DuckDB cannot read it.
+Offline copies (`TapeWriter(..., offline=True)`: slices, test and bench tapes)
+never drop a row: no back-pressure rule, early flushes as often as needed, and
+a full disk is an error at once (DiskFull) instead of the escalation above. Only
+the live recorder trades rows for bounded memory and a tape that goes on.
+
+Each part's size, row count and BLAKE2b checksum go into the manifest with its
+name (format 2); `nodetape verify` checks them (partfile.py, verify.py).
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from nodetape.core.clock import boottime_ns
 from nodetape.core.errors import NodetapeError
-from nodetape.tape.format import MANIFEST
-from nodetape.tape.fs import atomic_write_json, fsync_dir
+from nodetape.tape.format import FORMAT_VERSION, MANIFEST, Manifest
+from nodetape.tape.fs import atomic_write_json, create_tape_folder, fsync_dir, reserve_space
+from nodetape.tape.partfile import blake2b_hex, encode
+from nodetape.tape.partfile import write_file as _write_file
 from nodetape.tape.retention import PartInfo, PartLedger, part_name
+from nodetape.tape.snapshot import write_snapshot
 from nodetape.schemas import schema as schema_of
 from nodetape.schemas import table as table_of
 
@@ -82,27 +86,6 @@ class DiskFull(NodetapeError):
     exit_code = 1
 
 
-
-
-def _write_file(path: Path, data, mode: int = 0o600) -> None:
-    """Write bytes, fsync; remove the file on any error (ENOSPC leaves no half file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        raise
-    os.close(fd)
-
-
 @dataclass
 class _TableBuffer:
     name: str
@@ -115,28 +98,14 @@ class _TableBuffer:
     next_seq: int = 0
 
 
-def _parquet_options(schema: pa.Schema) -> dict:
-    delta_cols = [
-        f.name
-        for f in schema
-        if (f.metadata or {}).get(b"unit") == b"boottime_ns" or f.name == "seq"
-    ]
-    dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
-    return {
-        "compression": "zstd",
-        "use_dictionary": dict_cols,
-        "column_encoding": {c: "DELTA_BINARY_PACKED" for c in delta_cols},
-        "write_statistics": True,
-    }
-
-
 class TapeWriter:
     """Buffers batches per table and writes them as Parquet parts.
 
     Not thread-safe: the recorder loop owns it.
     """
 
-    def __init__(self, path: str | os.PathLike, manifest: dict, *,
+    def __init__(self, path: str | os.PathLike, manifest: Manifest | dict, *,
+                 offline: bool = False,
                  flush_interval_ns: int = DEFAULT_FLUSH_NS,
                  max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
                  max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
@@ -147,7 +116,13 @@ class TapeWriter:
                  clock=time.monotonic_ns,
                  boot_clock=boottime_ns):
         self.path = Path(path)
+        if not isinstance(manifest, Manifest):
+            # a slice's manifest built as JSON: checked like one read from disk
+            manifest = Manifest.from_dict(manifest, str(self.path / MANIFEST))
+        manifest.format_version = FORMAT_VERSION  # what this writer writes (checksums)
         self.manifest = manifest
+        # an offline copy never drops rows (module doc)
+        self.offline = offline
         self.flush_interval_ns = flush_interval_ns
         self.max_buffer_bytes = max_buffer_bytes
         self.max_total_bytes = max_total_bytes
@@ -170,60 +145,19 @@ class TapeWriter:
         self.ledger = PartLedger(self.path, manifest, retain_ns=retain_ns, max_bytes=max_tape_bytes,
                                  grace_ns=self.delete_grace_ns, clock=clock, boot_clock=boot_clock)
         self._create()
-        self._reserve_space(reserve_bytes)
+        self._reserve_space(0 if offline else reserve_bytes)
 
     # -- creation ---------------------------------------------------------------
     def _create(self) -> None:
-        """Create the tape folder with its first manifest, atomically when the parent allows."""
-        p = self.path
-        if p.exists() and (not p.is_dir() or any(p.iterdir())):
-            raise FileExistsError(errno.EEXIST, "output exists and is not an empty folder", str(p))
-        tmp: Path | None = p.parent / f".{p.name}.new-{os.getpid()}"
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp.mkdir(mode=0o700)
-        except PermissionError:
-            # parent not writable (an OUT pre-created in a folder we cannot write): build in place
-            tmp = None
+            create_tape_folder(self.path, self.manifest.to_dict())
         except OSError as e:
             if e.errno in _FULL:
-                raise DiskFull(f"disk full creating {p}") from None
-            raise
-        target = tmp or p
-        try:
-            target.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # tapes hold process names, paths and cmdlines: not for other users
-            os.chmod(target, 0o700)
-            atomic_write_json(target / MANIFEST, self.manifest)
-            if tmp is not None:
-                os.rename(tmp, p)  # also replaces an empty OUT the user made
-                fsync_dir(p.parent)
-        except OSError as e:
-            if tmp is not None:
-                try:
-                    (tmp / MANIFEST).unlink()
-                except OSError:
-                    pass
-                try:
-                    tmp.rmdir()
-                except OSError:
-                    pass
-            if e.errno in _FULL:
-                raise DiskFull(f"disk full creating {p}") from None
+                raise DiskFull(f"disk full creating {self.path}") from None
             raise
 
     def _reserve_space(self, nbytes: int) -> None:
-        if nbytes <= 0:
-            return
-        f = self.path / RESERVE
-        try:
-            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                os.posix_fallocate(fd, 0, nbytes)
-            finally:
-                os.close(fd)
-        except OSError:
-            self._release_reserve()  # no room even for that: go on without
+        reserve_space(self.path / RESERVE, nbytes)
 
     def _release_reserve(self) -> None:
         try:
@@ -248,7 +182,7 @@ class TapeWriter:
         return sum(n for d in self.dropped.values() for n in d.values())
 
     def _early_flush_allowed(self) -> bool:
-        return self._clock() - self._last_early >= self.min_early_flush_ns
+        return self.offline or self._clock() - self._last_early >= self.min_early_flush_ns
 
     def append(self, table: str, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0:
@@ -256,7 +190,8 @@ class TapeWriter:
         if self.failed or (self.degraded and table in RAW_TABLES):
             self._drop(table, batch.num_rows, "disk_full")
             return
-        if table in RAW_TABLES and self._buffered >= self.max_total_bytes and not self._early_flush_allowed():
+        if (not self.offline and table in RAW_TABLES and self._buffered >= self.max_total_bytes
+                and not self._early_flush_allowed()):
             # flushing cannot keep up with this stream: lose its newest rows, counted
             self._drop(table, batch.num_rows, "backpressure")
             return
@@ -300,8 +235,9 @@ class TapeWriter:
                 self._flush_table_safe(buf)
         if scheduled:
             self._last_flush = self._clock()
-        # how far a tape that is never closed (SIGKILL) is known to reach
-        self.manifest["last_flush_ns"] = self._boot_clock()
+        if not self.offline:
+            # how far a tape that is never closed (SIGKILL) is known to reach
+            self.manifest.last_flush_ns = self._boot_clock()
         self.ledger.enforce()  # the manifest names the retired parts no more, then files go
         self.write_manifest()
         self.ledger.unlink_pending()
@@ -329,18 +265,15 @@ class TapeWriter:
         if not folder.exists():
             folder.mkdir(mode=0o700)
             fsync_dir(self.path)
-        # encode in memory: the bytes on disk then come from one write loop whose
-        # ENOSPC is a plain OSError, and the part's size is known before writing
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **_parquet_options(buf.schema))
-        data = sink.getvalue()
+        data = encode(table, buf.schema)
         name = part_name(buf.next_part)
         tmp = folder / f".{name}.tmp"
         _write_file(tmp, data)
         os.replace(tmp, folder / name)
         fsync_dir(folder)
         max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
-        self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock()))
+        self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock(),
+                                 blake2b_hex(data)))
         buf.next_part += 1
         self._clear(buf)
 
@@ -351,6 +284,8 @@ class TapeWriter:
         Returns 'retry' when space may have been freed, 'degraded' when raw tables
         were just given up; raises DiskFull at the end.
         """
+        if self.offline:
+            self._fatal("an offline copy drops no rows")
         if self.ledger.pending:
             # the manifest already dropped them: skip their grace period
             self.ledger.unlink_pending(force=True)
@@ -359,9 +294,8 @@ class TapeWriter:
             # flight-recorder mode: the oldest rows are the ones to lose; free about
             # what the part needs (a part is smaller than its Arrow buffer)
             n = self.ledger.evict((buf.nbytes // 2 if buf is not None else 0) + (64 << 10))
-            d = self.manifest.setdefault("disk_full", {"at_ns": self._boot_clock(), "fatal": False})
+            d = self.manifest.note_disk_full(self._boot_clock(), action="retired the oldest parts early to make room")
             d["evicted_parts"] = d.get("evicted_parts", 0) + n
-            d["action"] = "retired the oldest parts early to make room"
             # manifest first, then the files; if even the manifest cannot be written
             # the files go anyway (readers skip parts that vanished)
             self._try_write_manifest()
@@ -373,8 +307,8 @@ class TapeWriter:
                 if b.name in RAW_TABLES and b.rows:
                     self._drop(b.name, b.rows, "disk_full")
                     self._clear(b)
-            d = self.manifest.setdefault("disk_full", {"at_ns": self._boot_clock(), "fatal": False})
-            d["action"] = "stopped writing raw event tables (" + ", ".join(sorted(RAW_TABLES)) + ")"
+            self.manifest.note_disk_full(
+                self._boot_clock(), action="stopped writing raw event tables (" + ", ".join(sorted(RAW_TABLES)) + ")")
             return "degraded"
         self._fatal("no space left after dropping raw event tables")
         return "fatal"  # not reached
@@ -386,10 +320,9 @@ class TapeWriter:
                 self._drop(b.name, b.rows, "disk_full")
                 self._clear(b)
         self._release_reserve()
-        d = self.manifest.setdefault("disk_full", {"at_ns": boottime_ns()})
-        d.update(fatal=True, reason=why)
-        self.manifest["stop_reason"] = f"disk full: {why}"
-        self.manifest["writer"] = self.stats_json()
+        self.manifest.note_disk_full(boottime_ns(), fatal=True, reason=why)
+        self.manifest.stop_reason = f"disk full: {why}"
+        self.manifest.writer = self.stats_json()
         self._try_write_manifest()
         raise DiskFull(f"disk full writing {self.path}: {why}; the tape is valid up to its last flush")
 
@@ -400,7 +333,7 @@ class TapeWriter:
 
     def _try_write_manifest(self) -> bool:
         try:
-            atomic_write_json(self.path / MANIFEST, self.manifest)
+            atomic_write_json(self.path / MANIFEST, self.manifest.to_dict())
             self.manifest_stale = False
             return True
         except OSError:
@@ -410,7 +343,7 @@ class TapeWriter:
     def _write_manifest_or_fail(self) -> None:
         for _ in range(8):
             try:
-                atomic_write_json(self.path / MANIFEST, self.manifest)
+                atomic_write_json(self.path / MANIFEST, self.manifest.to_dict())
                 self.manifest_stale = False
                 return
             except OSError as e:
@@ -429,25 +362,36 @@ class TapeWriter:
             self._try_write_manifest()
             return
         if self.dropped or self.early_flushes:
-            self.manifest["writer"] = self.stats_json()
+            self.manifest.writer = self.stats_json()
         self._write_manifest_or_fail()
 
     def snapshot(self, out: str | os.PathLike, reason: str) -> Path:
         """Flush, then save the current window as its own closed tape at `out` (hard links)."""
-        from nodetape.tape.snapshot import write_snapshot
-
         self.flush(scheduled=False)
         return write_snapshot(self.path, self.manifest, self.ledger.live_parts(), Path(out), reason=reason)
+
+    # -- what the recorder tells the manifest (only the writer changes it) ----------
+    def set_sources(self, sources: dict[str, dict], drops: dict[str, dict[str, int]],
+                    snapshots: list[dict] | None) -> None:
+        """Sources' status, drops per table (writer's and sources'), snapshots taken."""
+        m = self.manifest
+        m.set_sources(sources)
+        for name in set(m.tables) | set(drops):
+            m.set_drops(name, drops.get(name, {}))
+        if snapshots:
+            m.snapshots = [dict(s) for s in snapshots[-50:]]
+
+    def add_clock_pair(self, pair: tuple[int, int], *, keep_from_ns: int | None = None) -> bool:
+        return self.manifest.add_clock_pair(pair, keep_from_ns=keep_from_ns)
 
     def close(self, end_ns: int) -> None:
         if not self.failed:
             self.flush()
         self.ledger.finish(0 if self.failed else 1_000_000_000)
         self._release_reserve()
-        self.manifest["end_ns"] = end_ns
-        self.manifest["closed"] = True
+        self.manifest.close(end_ns)
         if self.dropped or self.early_flushes:
-            self.manifest["writer"] = self.stats_json()
+            self.manifest.writer = self.stats_json()
         if self.failed:
             self._try_write_manifest()
         else:

@@ -18,44 +18,26 @@ fails the slice.
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 from pathlib import Path
 
 from nodetape.core.errors import TapeError, UserError
-from nodetape.tape.format import FORMAT
-from ...schemas import SCHEMA_VERSION, conform
+from nodetape.schemas import SCHEMA_VERSION, conform
+from nodetape.tape.format import Manifest
 from nodetape.tape.writer import TapeWriter
 from ..merge import sorted_batches
 
 
-def slice_manifest(replay, sel, options: dict) -> dict:
-    src = replay.manifest
-    m = {
-        "format": FORMAT,
-        "nodetape_version": src.get("nodetape_version"),
-        "schema_version": SCHEMA_VERSION,
-        "host": copy.deepcopy(src.get("host", {})),
-        "clock": copy.deepcopy(src["clock"]),
-        "cgroup": copy.deepcopy(src.get("cgroup", {})),
-        "options": copy.deepcopy(src.get("options", {})),
-        "start_ns": sel.lo if sel.lo is not None else src.get("start_ns"),
-        "end_ns": None,
-        "closed": False,
-        "sources": copy.deepcopy(src.get("sources", {})),
-        "tables": {},
-        "slice": {
-            "of": [str(t.path) for t in replay.tapes],
-            "from_ns": sel.lo,
-            "to_ns": sel.hi,
-            "tables": [t.name for t in sel.tables],
-            **{k: v for k, v in options.items() if v is not None},
-        },
-    }
-    if sel.lo is not None and src.get("start_ns") is not None:
-        m["start_ns"] = max(sel.lo, int(src["start_ns"]))
-    return m
+def slice_manifest(replay, sel, options: dict) -> Manifest:
+    """The slice's manifest: made by the one constructor every derived tape (slice, snapshot) uses."""
+    src = replay.tapes[0].manifest
+    start = sel.lo if sel.lo is not None else src.start_ns
+    if sel.lo is not None and src.start_ns is not None:
+        start = max(sel.lo, int(src.start_ns))
+    return Manifest.derived(src, start_ns=start, schema_version=SCHEMA_VERSION, slice={
+        "of": [str(t.path) for t in replay.tapes], "from_ns": sel.lo, "to_ns": sel.hi,
+        "tables": [t.name for t in sel.tables], **{k: v for k, v in options.items() if v is not None}})
 
 
 def _write_prologue(replay, sel, writer) -> dict[str, int]:
@@ -88,12 +70,12 @@ def _write_prologue(replay, sel, writer) -> dict[str, int]:
 
 def _fill(replay, sel, tmp: Path, options: dict) -> None:
     src_end = replay.manifest.get("end_ns") or replay.manifest.get("last_flush_ns")
-    # an offline copy has no live stream to keep up with: no back-pressure drops
-    writer = TapeWriter(tmp, slice_manifest(replay, sel, options), max_total_bytes=1 << 62)
+    # an offline copy has no live stream to keep up with: it never drops rows
+    writer = TapeWriter(tmp, slice_manifest(replay, sel, options), offline=True)
     if sel.lo is not None:
         # the state at the window's start first: older rows, so every table stays in time order
         carried = _write_prologue(replay, sel, writer)
-        writer.manifest["slice"]["carried_rows"] = carried
+        writer.manifest.slice["carried_rows"] = carried
     for run in sorted(replay.runs(sel), key=lambda r: (r.table_idx, r.part_idx)):
         for b in sorted_batches(run, sel.lo, sel.hi, sel.rf):
             writer.append(run.table.name, b)
@@ -101,11 +83,6 @@ def _fill(replay, sel, tmp: Path, options: dict) -> None:
     if sel.hi is not None and src_end is not None:
         end = min(sel.hi, int(src_end))
     writer.close(end)
-    if writer.dropped_rows:
-        raise UserError(f"--out: the writer dropped {writer.dropped_rows} rows ({writer.dropped}); no slice written")
-    # the writer stamps the flush with this machine's clock: meaningless for a slice
-    writer.manifest.pop("last_flush_ns", None)
-    writer.write_manifest()
 
 
 def write_slice(replay, sel, out: Path, options: dict) -> None:

@@ -154,6 +154,7 @@ def test_clock_pairs_stay_few():
     assert len(snaps) == MAX_CLOCK_PAIRS and snaps[0] == [0, 0] and snaps[-1][0] == 499 * 10**9
     # retention: pairs before the window go, except the one that dates its start
     add_clock_pair(m, (500 * 10**9, 500 * 10**9), keep_from_ns=490 * 10**9 + 1)
+    snaps = m["clock"]["snapshots"]
     assert snaps[0][0] <= 490 * 10**9 + 1 < snaps[1][0]
 
 

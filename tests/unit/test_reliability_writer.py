@@ -9,6 +9,8 @@ import threading
 
 import pytest
 
+from nodetape.core.errors import TapeError
+
 from nodetape import schemas
 from nodetape.tape import writer as tw
 from nodetape.tape.format import new_manifest, read_manifest
@@ -87,15 +89,16 @@ def test_max_size_keeps_the_newest_parts(tmp_path):
     assert con.execute("SELECT max(ts_ns) FROM psi_samples").fetchone()[0] == 1999
 
 
-def test_reader_trusts_disk_over_manifest_both_ways(tmp_path):
+def test_reader_trusts_disk_over_manifest_both_ways_on_a_live_tape(tmp_path):
     tape = tmp_path / "t"
     w = TapeWriter(tape, _manifest())
     for ts in ([1], [2], [3]):
         w.append("psi_samples", _psi(ts))
         w.flush()
-    w.close(end_ns=5)
     mf = tape / "manifest.json"
     m = json.loads(mf.read_text())
+    assert not m["closed"]  # a recorder still writing it, or one that was SIGKILLed
+    m["tables"]["psi_samples"].pop("checksums")
     # a SIGKILL after a part's rename, before the manifest rewrite: the manifest lacks it
     m["tables"]["psi_samples"]["parts"] = m["tables"]["psi_samples"]["parts"][:1]
     mf.write_text(json.dumps(m))
@@ -105,6 +108,21 @@ def test_reader_trusts_disk_over_manifest_both_ways(tmp_path):
     m["tables"]["psi_samples"]["parts"] = ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
     mf.write_text(json.dumps(m))
     assert _count(tape, "psi_samples") == 2
+
+
+def test_closed_tape_with_a_missing_or_unnamed_part_is_damaged(tmp_path):
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest())
+    for ts in ([1], [2], [3]):
+        w.append("psi_samples", _psi(ts))
+        w.flush()
+    w.close(end_ns=5)
+    (tape / "psi_samples" / "part-000001.parquet").rename(tape / "psi_samples" / "part-000009.parquet")
+    with pytest.raises(TapeError, match=r"part-000001.parquet: part named by the manifest is missing"):
+        open_tapes([tape])
+    t = open_tapes([tape], allow_damaged=True, stderr=open(os.devnull, "w"))[0]
+    assert [p.name for p in t.parts["psi_samples"]] == ["part-000000.parquet", "part-000002.parquet"]
+    assert any("part-000009.parquet: part not named by the manifest" in s for s in t.skipped)
 
 
 def test_concurrent_reader_never_fails_while_retention_deletes(tmp_path):
@@ -186,6 +204,47 @@ def test_memory_bound_drops_raw_rows_not_sampled(tmp_path):
     assert m["tables"]["psi_samples"]["rows"] == 50
 
 
+def test_an_offline_writer_never_drops_rows(tmp_path):
+    clock = FakeClock()
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest(), max_total_bytes=4096, clock=clock, offline=True)
+    for i in range(50):
+        w.append("processes", _procs(list(range(i * 100, i * 100 + 100))))
+    assert not w.dropped and w.early_flushes > 1
+    w.close(end_ns=10)
+    m = read_manifest(tape)
+    assert m["tables"]["processes"]["rows"] == 5000 and "writer" not in m or not m["writer"]["dropped"]
+    assert "last_flush_ns" not in m and not (tape / tw.RESERVE).exists()
+
+
+def test_an_offline_writer_fails_at_once_on_a_full_disk(tmp_path, monkeypatch):
+    def full(path, data, mode=0o600):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    w = TapeWriter(tmp_path / "t", _manifest(), offline=True)
+    monkeypatch.setattr(tw, "_write_file", full)
+    w.append("psi_samples", _psi([1]))
+    with pytest.raises(DiskFull, match="an offline copy drops no rows"):
+        w.flush()
+
+
+def test_every_part_carries_size_rows_and_checksum(tmp_path):
+    import hashlib
+
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest())
+    for ts in ([1, 2], [3]):
+        w.append("psi_samples", _psi(ts))
+        w.flush()
+    w.close(end_ns=5)
+    m = read_manifest(tape)
+    assert m.format_version == 2
+    sums = m.tables["psi_samples"].sums
+    for name, rows in (("part-000000.parquet", 2), ("part-000001.parquet", 1)):
+        data = (tape / "psi_samples" / name).read_bytes()
+        assert sums[name].bytes == len(data) and sums[name].rows == rows
+        assert sums[name].blake2b == hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
 def _fill_disk_after(monkeypatch, ok_tables):
     real = tw._write_file
 
@@ -235,7 +294,7 @@ def test_disk_full_fatal_keeps_tape_valid(tmp_path, monkeypatch):
 
 
 def test_manifest_write_failure_keeps_old_manifest(tmp_path, monkeypatch):
-    from nodetape.tape import format as mf
+    from nodetape.tape import fs as mf
 
     tape = tmp_path / "t"
     w = TapeWriter(tape, _manifest())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -97,8 +98,20 @@ def test_null_in_ts_ns_is_damage_not_fewer_rows(tape, tmp_path):
     i = tbl.schema.get_field_index("ts_ns")
     tbl = tbl.set_column(i, pa.field("ts_ns", pa.int64(), nullable=True), pa.array(ts, pa.int64()))
     pq.write_table(tbl, part(t))
+    reseal(t, "cgroup_events", part(t))  # a forger who also fixed size and checksum: the NULL itself is caught
     for extra in ([], ["--from", str(BOOT0 + 10)]):
-        one_line_exit_2(nodetape("replay", t, *extra), "part-000000.parquet", "NULL in ts_ns")
+        one_line_exit_2(nodetape("replay", t, *extra), "part-000000.parquet", "NULL in non-null column ts_ns")
+
+
+def reseal(t, table, path):
+    from nodetape.tape.partfile import blake2b_file
+
+    m = json.loads((t / "manifest.json").read_text())
+    entry = m["tables"][table]
+    size = path.stat().st_size
+    entry["bytes"] = size
+    entry["checksums"][path.name].update(bytes=size, blake2b=blake2b_file(path))
+    (t / "manifest.json").write_text(json.dumps(m))
 
 
 def test_control_characters_of_tape_values_are_escaped(tmp_path):
