@@ -116,7 +116,11 @@ class Containerd:
     """A private containerd process; start() returns when its CRI socket answers."""
 
     def __init__(self, base: Path | None = None):
+        if base is not None:
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.base = base or Path(tempfile.mkdtemp(prefix=f"nt-cri-{os.getpid()}-", dir="/run"))
+        # the state folder exists from here on: a recorder told to read it (--runtime-state) can start first
+        (self.base / "state").mkdir(exist_ok=True)
         self.address = str(self.base / "containerd.sock")
         self.state = self.base / "state"
         self.root = self.base / "root"
