@@ -21,8 +21,10 @@ name. Annotation values are untrusted: only strings, cut at 1,024 characters,
 go into the table, and nothing is ever opened or resolved from them.
 
 A spec is written before the runtime creates the cgroup, so it is normally
-there at once; a container whose spec is not found yet is looked up again
-once per interval for RETRY_NS (10 s), then given up (a container not run by a CRI runtime,
+there at once: it is read on the tree's reader thread as the cgroup appears
+(a failed start removes the bundle within milliseconds), up to
+MAX_IMMEDIATE_PER_S a second; the rest, and a spec not found yet, is looked up
+by the loop's thread once per interval for RETRY_NS (10 s), then given up (a container not run by a CRI runtime,
 e.g. `runc run`, has no spec: it gets no row, and that is not a loss).
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections import OrderedDict, deque
 from pathlib import Path
 
@@ -44,6 +47,7 @@ RETRY_NS = 10_000_000_000
 # bounds (DESIGN.md principle 4): spec lookups per poll (each a few stat/open calls), and
 # containers waiting for their spec (a storm of non-CRI cgroups), beyond which they are counted as dropped
 MAX_LOOKUPS_PER_POLL = 1000
+MAX_IMMEDIATE_PER_S = 200  # specs read on the inotify thread as the cgroup appears (the rest: by the loop)
 MAX_WAITING = 50_000
 MAX_SPEC_BYTES = 4 << 20
 MAX_VALUE_CHARS = 1024
@@ -141,7 +145,10 @@ class RuntimeSource(BaseSource):
     def __init__(self) -> None:
         super().__init__()
         self._tree = None
-        self._noted: deque[tuple[int, str, str]] = deque()  # (ts, source, rel) from the tree's listener
+        self._lock = threading.Lock()  # the tree's reader thread and the loop's thread share what follows
+        self._noted: deque[tuple[int, str, str, str]] = deque()  # (ts, source, rel, id) for the loop's thread
+        self._noted_ids: set[str] = set()  # ids noted or waiting
+        self._budget_second, self._budget = -1, 0
         self._waiting: OrderedDict[str, tuple[int, str, str, int]] = OrderedDict()  # id -> (ts, source, rel, first try)
         self._done: OrderedDict[str, None] = OrderedDict()
         self._rows: list[tuple] = []
@@ -170,22 +177,54 @@ class RuntimeSource(BaseSource):
             raise SourceUnavailable(f"cannot watch cgroups with inotify: {e.strerror or e}") from None
         self._tree.start_thread()  # timely ts_ns: events are read as they come
         now = ctx.clock()
-        for (_hier, rel) in sorted(self._tree.subscribe(self._on_event)):
-            self._noted.append((now, "scan", rel))
+        for (hier, rel), ino in sorted(self._tree.subscribe(self._on_event).items()):
+            self._on_event(now, "seen", hier, rel, None, ino, "scan")
         return self._take(now)
 
     def _on_event(self, ts, kind, hier, rel, name, ino, source) -> None:
-        # called by the tree under its lock, maybe on its reader thread: only note it (deque appends
-        # are thread-safe; everything else happens on the loop's thread in _take)
-        if kind in ("created", "seen"):
-            self._noted.append((ts, "inotify" if kind == "created" else "scan", rel))
+        # called by the tree under its lock, on its reader thread: a new container's spec is read
+        # right here (a failed start removes its bundle within milliseconds), within a budget per
+        # second; past it, and for specs not there yet, the loop's thread looks again (_take)
+        if kind not in ("created", "seen"):
+            return
+        cid = identity(rel).container_id
+        if not cid:
+            return
+        src = "inotify" if kind == "created" else "scan"
+        with self._lock:
+            if cid in self._done or cid in self._noted_ids:
+                return
+            second = ts // 1_000_000_000
+            if second != self._budget_second:
+                self._budget_second, self._budget = second, MAX_IMMEDIATE_PER_S
+            immediate = self._budget > 0
+            self._budget -= 1
+            if not immediate:
+                self._noted_ids.add(cid)
+                self._noted.append((ts, src, rel, cid))
+                return
+        found = find_spec(self.state_dirs, cid)
+        with self._lock:
+            if found is None:
+                self._noted_ids.add(cid)
+                self._noted.append((ts, src, rel, cid))
+            else:
+                self._row(ts, src, cid, rel, found)
+
+    def _row(self, ts: int, source: str, cid: str, rel: str, found: tuple[str, dict]) -> None:
+        """Write the row (holding self._lock)."""
+        self._remember(cid)
+        runtime, c = found
+        self._rows.append((ts, self._seq, source, cid, c["container_type"], c["pod_uid"], c["pod_name"],
+                           c["pod_namespace"], c["container_name"], c["image"], c["sandbox_id"], runtime, rel))
+        self._seq += 1
 
     def _take(self, now: int) -> Batches:
-        while self._noted:
-            ts, source, rel = self._noted.popleft()
-            cid = identity(rel).container_id
-            if cid and cid not in self._done and cid not in self._waiting:
+        with self._lock:
+            while self._noted:
+                ts, source, rel, cid = self._noted.popleft()
                 if len(self._waiting) >= MAX_WAITING:
+                    self._noted_ids.discard(cid)
                     self.stats.dropped += 1
                     self.stats.drop_reason = "waiting_full"
                     continue
@@ -198,21 +237,20 @@ class RuntimeSource(BaseSource):
                 break  # the rest at the next poll
             looked += 1
             found = find_spec(self.state_dirs, cid)
-            if found is None:
-                if now - first > RETRY_NS:
-                    del self._waiting[cid]  # not a CRI runtime's container (or gone): no row
-                else:
-                    self._waiting[cid] = (ts, source, rel, first, now + self.ctx.interval_ns)
+            if found is None and now - first <= RETRY_NS:
+                self._waiting[cid] = (ts, source, rel, first, now + self.ctx.interval_ns)
                 continue
             del self._waiting[cid]
-            self._remember(cid)
-            runtime, c = found
-            self._rows.append((ts, self._seq, source, cid, c["container_type"], c["pod_uid"], c["pod_name"],
-                               c["pod_namespace"], c["container_name"], c["image"], c["sandbox_id"], runtime, rel))
-            self._seq += 1
-        if not self._rows:
+            with self._lock:
+                self._noted_ids.discard(cid)
+                if found is not None:
+                    self._row(ts, source, cid, rel, found)
+                else:
+                    self._remember(cid)  # not a CRI runtime's container (or gone): no row, not again
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows:
             return []
-        rows, self._rows = self._rows, []
         return self.counted([("containers", batch("containers", dict(zip(_COLS, map(list, zip(*rows))))))])
 
     def _remember(self, cid: str) -> None:
