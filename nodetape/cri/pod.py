@@ -74,6 +74,7 @@ class PodRun:
     container_ids: dict[str, str] = field(default_factory=dict)  # name -> id
     calls: list[Call] = field(default_factory=list)
     cgroup_dirs: list[Path] = field(default_factory=list)
+    removed: bool = False  # StopPodSandbox and RemovePodSandbox done
 
     def call(self, method: str, target: str) -> Call:
         return next(c for c in self.calls if c.method == method and c.target == target)
@@ -146,9 +147,9 @@ class CriClient:
         raise CriError(f"container {container_id[:12]} did not exit within {timeout:g}s")
 
     def stop_remove(self, run: PodRun) -> None:
-        if run.sandbox_id is None:
+        if run.sandbox_id is None or run.removed:
             return
         sid = run.sandbox_id
         self.timed(run, "StopPodSandbox", "sandbox", self.pb.StopPodSandboxRequest(pod_sandbox_id=sid))
         self.timed(run, "RemovePodSandbox", "sandbox", self.pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
-        run.sandbox_id = None
+        run.removed = True
