@@ -20,8 +20,8 @@
 -- (CNI done: the pod network's interface appeared). The net source sees only the
 -- host's network namespace, so that is the host side of the pod's veth pair
 -- (names veth*, cali*, lxc*) appearing, given to the pod whose sandbox cgroup was
--- born nearest in time (within 10 s), at the net source's resolution (it looks
--- once per interval); hostNetwork pods have none. pod_name, pod_namespace and
+-- born nearest in time (within 10 s); the net source hears of it from rtnetlink
+-- within milliseconds; hostNetwork pods have none. pod_name, pod_namespace and
 -- container_name come from the `containers` table (NULL without it, and
 -- container_name NULL on the sandbox).
 -- A stage is present only when observed. eBPF rows (source 'ebpf') are preferred;

@@ -9,8 +9,8 @@
 -- the sandbox, so durations are offsets from one origin, not a chain):
 --   sandbox_ms     the sandbox's pause process exec'd (pod_births' pause_exec)
 --   network_ms     the pod network got its interface (network_ready: the host side
---                  of the pod's veth pair, at the net source's resolution of one
---                  interval); NULL for hostNetwork pods and without the net source
+--                  of the pod's veth pair appearing); NULL for hostNetwork pods and
+--                  without the net source
 --   containers     how many containers (init and app, not the sandbox) had a cgroup
 --   first_exec_ms  the first container's entrypoint exec'd
 --   total_ms       every one of those containers had exec'd: the pod is started;
