@@ -1,6 +1,6 @@
 -- name: pod_births
 -- description: The birth of every pod and container cgroup created during the tape, stage by stage, with offsets from the cgroup's creation; CRI pods by name, with their sandbox and network phases.
--- columns: pod_uid, container_id, cgroup_path, stage, ts, offset_ms, detail, host, pod_name, pod_namespace, container_name
+-- columns: pod_uid, container_id, cgroup_path, stage, ts, offset_ms, detail, pod_name, pod_namespace, container_name, host
 --
 -- One row per observed stage of each Kubernetes cgroup (pod level: container_id
 -- NULL; then its containers), in time order within the container:
@@ -282,10 +282,10 @@ SELECT s.pod_uid,
        s.ts,
        round((s.ts_ns - e.t0) / 1e6, 3) AS offset_ms,
        s.detail,
-       s.host,
        pn.pod_name,
        pn.pod_namespace,
-       c.container_name
+       c.container_name,
+       s.host
 FROM all_stages s
 JOIN ent e ON e.host = s.host AND e.pod_uid = s.pod_uid AND e.ckey = s.ckey
 JOIN pod_order p ON p.host = s.host AND p.pod_uid = s.pod_uid
