@@ -26,8 +26,9 @@ SHIM_SOCKETS = Path("/run/containerd/s")
 CNI_RESULTS = Path("/var/lib/cni/results")
 
 
-def _pids_naming(address: str) -> list[int]:
-    """Processes (the shims) whose command line carries our containerd's socket."""
+def pids_naming(base: Path) -> list[int]:
+    """Processes whose command line names our folder: containerd (--config), its shims (-address)."""
+    prefix = str(base).rstrip("/") + "/"
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == os.getpid():
@@ -36,9 +37,18 @@ def _pids_naming(address: str) -> list[int]:
             argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and b"containerd" in argv[0] and address.encode() in argv:
+        if argv and b"containerd" in argv[0] and any(a.startswith(prefix.encode()) for a in argv[1:]):
             out.append(int(d))
     return out
+
+
+def kill_all_naming(base: Path) -> None:
+    """Kill them until none is left (a dying containerd may still have started a shim)."""
+    for _ in range(5):
+        pids = pids_naming(base)
+        if not pids:
+            return
+        kill_pids(pids)
 
 
 def kill_pids(pids: list[int], wait_s: float = 5.0) -> None:
@@ -182,7 +192,7 @@ def residue(base: Path, address: str, cgroup_root: Path, pod_cgroup_parents: lis
     out = []
     if base.exists():
         out.append(f"folder {base}")
-    out += [f"process {pid}" for pid in _pids_naming(address)]
+    out += [f"process {pid}" for pid in pids_naming(base)]
     prefix = str(base).rstrip("/") + "/"
     out += [f"mount {line.split()[4]}" for line in Path("/proc/self/mountinfo").read_text().splitlines()
             if line.split()[4].startswith(prefix)]
@@ -195,3 +205,55 @@ def residue(base: Path, address: str, cgroup_root: Path, pod_cgroup_parents: lis
     except OSError:
         pass
     return out
+
+
+def _cgroup_parents_in(task_dir: Path) -> set[str]:
+    """The pod cgroups of the containers a (dead) containerd ran, from their bundles' cgroupsPath."""
+    import json
+
+    parents = set()
+    for cfg in task_dir.glob("*/config.json"):
+        try:
+            path = json.loads(cfg.read_text())["linux"]["cgroupsPath"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(path, str) and path.startswith("/kubepods/") and ".." not in path:
+            parents.add(path.rsplit("/", 1)[0])
+    return parents
+
+
+def sweep_stale(cgroup_root: Path) -> list[Path]:
+    """Folders of harnesses whose process died without cleaning up (SIGKILL): remove what they left.
+
+    A harness's folder is /run/nt-cri-<pid>-<random>; one whose pid is gone is
+    stale. Its shims name its socket, its pods' cgroups are in its bundles.
+    """
+    swept = []
+    for base in Path("/run").glob("nt-cri-*-*"):
+        pid = base.name.split("-")[2]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        address = str(base / "containerd.sock")
+        kill_all_naming(base)
+        task_dir = base / "state" / "io.containerd.runtime.v2.task" / daemon.NAMESPACE
+        ids = set(os.listdir(task_dir)) if task_dir.is_dir() else set()
+        for parent in _cgroup_parents_in(task_dir):
+            for d in pod_cgroup_dirs(cgroup_root, parent):
+                remove_cgroup_tree(d)
+            remove_empty_parents(cgroup_root, parent)
+        remove_shim_sockets(address, ids)
+        remove_cni_cache(ids)
+        remove_base(base)
+        swept.append(base)
+    if swept and not any(_may_use_bridge(b) for b in Path("/run").glob("nt-cri-*")):
+        delete_bridge()
+    return swept
+
+
+def _may_use_bridge(base: Path) -> bool:
+    """A live harness that has run a pod (ours, just made, has not): its pods are on the bridge."""
+    pid = base.name.split("-")[2] if base.name.count("-") >= 3 else ""
+    if pid == str(os.getpid()):
+        tasks = base / "state" / "io.containerd.runtime.v2.task" / daemon.NAMESPACE
+        return tasks.is_dir() and any(tasks.iterdir())
+    return not pid.isdigit() or Path(f"/proc/{pid}").exists()

@@ -57,6 +57,7 @@ class CriHarness:
         self.close()
 
     def start(self) -> None:
+        cleanup.sweep_stale(self.cgroup_root)  # what a harness killed with SIGKILL left
         t0 = boottime_ns()
         self.ctd.start()
         self.client = CriClient(self.ctd.address)
@@ -158,7 +159,7 @@ class CriHarness:
             self.client.close()
             self.client = None
         self.ctd.stop()
-        cleanup.kill_pids(cleanup._pids_naming(self.ctd.address))  # noqa: SLF001
+        cleanup.kill_all_naming(self.ctd.base)
         cleanup.unmount_beneath(self.ctd.base)
         cleanup.remove_shim_sockets(self.ctd.address, ids)
         cleanup.remove_cni_cache(ids)

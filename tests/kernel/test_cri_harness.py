@@ -92,3 +92,25 @@ def test_interrupted_harness_leaves_nothing(sig):
             p.kill()
             p.wait()
     assert residue(base, address, CGROUP_ROOT, [parent]) == []
+
+
+def test_a_killed_harness_is_swept_by_the_next_one():
+    """SIGKILL leaves everything running; the next harness removes it before it starts."""
+    _require_cri()
+    from nodetape.cri import CriHarness
+    from nodetape.cri.cleanup import residue
+
+    p = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline().split()
+        assert len(line) == 3, p.stderr.read() if p.poll() is not None else line
+        base, address, parent = Path(line[0]), line[1], line[2]
+        p.kill()
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert residue(base, address, CGROUP_ROOT, [parent]), "SIGKILL cannot clean up"
+    with CriHarness():
+        assert residue(base, address, CGROUP_ROOT, [parent]) == []
