@@ -134,9 +134,8 @@ class Tapes:
 
     def _open(self) -> list[Tape]:
         """The one place tapes (later a fleet store) are opened and validated."""
-        # the keyword is passed only when asked for: a reader without it still serves the default
-        extra = {"allow_damaged": True} if self.allow_damaged else {}
-        return open_tapes(self.paths, **extra)
+        # with allow_damaged, each skipped part is named on stderr (and kept in Tape.skipped)
+        return open_tapes(self.paths, allow_damaged=self.allow_damaged)
 
     @property
     def con(self):

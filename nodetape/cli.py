@@ -52,6 +52,7 @@ def record(
     psi_trigger: Annotated[Optional[list[str]], typer.Option("--psi-trigger", help="Register a kernel PSI trigger, e.g. \"memory some 150ms/2s\" (repeatable).")] = None,
     psi_trigger_cgroup: Annotated[Optional[list[str]], typer.Option("--psi-trigger-cgroup", help="Also register the triggers on cgroup2 cgroups whose path matches this glob, e.g. '/kubepods/*', including ones made while recording (repeatable).")] = None,
     cgroup: Annotated[Optional[list[str]], typer.Option("--cgroup", help="Glob of cgroup paths whose file opens are traced (default: Kubernetes pods).")] = None,
+    runtime_state: Annotated[Optional[str], typer.Option("--runtime-state", help="Comma list of container runtime state folders the runtime source reads OCI specs from (default: /run/containerd,/run/containers/storage).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line and no summary.")] = False,
     retain: Annotated[Optional[str], typer.Option("--retain", help="Flight recorder: record until stopped, keeping only this last window (e.g. 15m); older parts are deleted.")] = None,
     max_size: Annotated[Optional[str], typer.Option("--max-size", help="Bound the tape's size (e.g. 500M, 2G); the oldest parts go first.")] = None,
@@ -82,6 +83,11 @@ def record(
 
     options = {key: list(v) for key, v in (("psi_triggers", psi_trigger), ("psi_trigger_cgroups", psi_trigger_cgroup),
                                             ("cgroup_globs", cgroup)) if v}
+    if runtime_state is not None:
+        dirs = [d.strip() for d in runtime_state.split(",") if d.strip()]
+        if not dirs:
+            raise UserError("--runtime-state: give one or more folders, comma separated")
+        options["runtime_state"] = dirs
     max_bytes = opts.size(max_size, "--max-size")
     sources = _default_sources(sources, cgroup_root, quiet)
     live = None if quiet else LiveProgress(sys.stderr)

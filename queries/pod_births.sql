@@ -1,6 +1,6 @@
 -- name: pod_births
--- description: The birth of every pod and container cgroup created during the tape, stage by stage, with offsets from the cgroup's creation.
--- columns: pod_uid, container_id, cgroup_path, stage, ts, offset_ms, detail, host
+-- description: The birth of every pod and container cgroup created during the tape, stage by stage, with offsets from the cgroup's creation; CRI pods by name, with their sandbox and network phases.
+-- columns: pod_uid, container_id, cgroup_path, stage, ts, offset_ms, detail, pod_name, pod_namespace, container_name, host
 --
 -- One row per observed stage of each Kubernetes cgroup (pod level: container_id
 -- NULL; then its containers), in time order within the container:
@@ -14,6 +14,16 @@
 --   exec                first exec inside it (the container's entrypoint)
 --   first_syscalls      first in-kernel syscall count charged to it
 --   populated           cgroup.events said populated 1
+-- Pods run by a CRI runtime (the `runtime` source's `containers` rows) show their
+-- Kubernetes phases by name: the pod sandbox's cgroup is `sandbox_created` and its
+-- first exec (the pause process) `pause_exec`; the pod level gains `network_ready`
+-- (CNI done: the pod network's interface appeared). The net source sees only the
+-- host's network namespace, so that is the host side of the pod's veth pair
+-- (names veth*, cali*, lxc*) appearing, given to the pod whose sandbox cgroup was
+-- born nearest in time (within 10 s); the net source hears of it from rtnetlink
+-- within milliseconds; hostNetwork pods have none. pod_name, pod_namespace and
+-- container_name come from the `containers` table (NULL without it, and
+-- container_name NULL on the sandbox).
 -- A stage is present only when observed. eBPF rows (source 'ebpf') are preferred;
 -- without them the query falls back to inotify and /proc scan rows, and each
 -- `detail` says which one it used ("via ebpf", "via inotify", "via /proc scan").
@@ -225,17 +235,62 @@ stages AS (
 ),
 pod_order AS (
     SELECT host, pod_uid, min(t0) AS pod_t0 FROM ent GROUP BY ALL
+),
+-- names from the runtime source: per container id, and per pod through any of its containers
+cn AS (
+    SELECT host, container_id AS ckey, any_value(container_type) AS container_type,
+           any_value(container_name) AS container_name
+    FROM containers GROUP BY ALL
+),
+pn AS (
+    SELECT e.host, e.pod_uid, any_value(c.pod_name) AS pod_name, any_value(c.pod_namespace) AS pod_namespace
+    FROM ent e JOIN containers c ON c.host = e.host AND c.container_id = e.ckey
+    GROUP BY ALL
+),
+-- network_ready: each pod's sandbox cgroup birth (the runtime's sandbox, else the pod's first
+-- container), and the host-side veths added nearest to it, each veth given to one pod
+sb AS (
+    SELECT e.host, e.pod_uid, coalesce(min(e.t0) FILTER (WHERE c.container_type = 'sandbox'), min(e.t0)) AS t_sb
+    FROM ent e LEFT JOIN cn c ON c.host = e.host AND c.ckey = e.ckey
+    WHERE e.ckey <> ''
+    GROUP BY ALL
+),
+veth_pod AS (
+    SELECT s.host, s.pod_uid, v.ts_ns, v.ts, v.ifname, abs(v.ts_ns - s.t_sb) AS d
+    FROM sb s
+    JOIN net_interfaces v ON v.host = s.host AND abs(v.ts_ns - s.t_sb) <= 10000000000
+    WHERE v.event = 'added' AND (v.ifname LIKE 'veth%' OR v.ifname LIKE 'cali%' OR v.ifname LIKE 'lxc%')
+    QUALIFY row_number() OVER (PARTITION BY v.host, v.ifname, v.ts_ns ORDER BY abs(v.ts_ns - s.t_sb), s.pod_uid) = 1
+),
+network AS (
+    SELECT host, pod_uid, '' AS ckey, 'network_ready' AS stage,
+           arg_min(ts_ns, (d, ifname)) AS ts_ns, arg_min(ts, (d, ifname)) AS ts,
+           arg_min('host side ' || ifname || ' of the pod''s veth pair appeared (CNI done; nearest to the sandbox''s '
+                   || 'cgroup in time) via net', (d, ifname)) AS detail
+    FROM veth_pod GROUP BY ALL
+),
+all_stages AS (
+    SELECT * FROM stages
+    UNION ALL SELECT * FROM network
 )
 SELECT s.pod_uid,
        nullif(s.ckey, '') AS container_id,
        e.cgroup_path,
-       s.stage,
+       CASE WHEN c.container_type = 'sandbox' AND s.stage = 'cgroup_created' THEN 'sandbox_created'
+            WHEN c.container_type = 'sandbox' AND s.stage = 'exec' THEN 'pause_exec'
+            ELSE s.stage END AS stage,
        s.ts,
        round((s.ts_ns - e.t0) / 1e6, 3) AS offset_ms,
        s.detail,
+       pn.pod_name,
+       pn.pod_namespace,
+       c.container_name,
        s.host
-FROM stages s
-JOIN ent e USING (host, pod_uid, ckey)
-JOIN pod_order p USING (host, pod_uid)
+FROM all_stages s
+JOIN ent e ON e.host = s.host AND e.pod_uid = s.pod_uid AND e.ckey = s.ckey
+JOIN pod_order p ON p.host = s.host AND p.pod_uid = s.pod_uid
+LEFT JOIN cn c ON c.host = s.host AND c.ckey = s.ckey
+LEFT JOIN pn ON pn.host = s.host AND pn.pod_uid = s.pod_uid
 ORDER BY s.host, p.pod_t0, s.pod_uid, s.ckey <> '', e.t0, s.ckey, s.ts_ns,
-         list_position(['cgroup_created', 'process_attached', 'namespaces_isolated', 'exec', 'first_syscalls', 'populated'], s.stage);
+         list_position(['cgroup_created', 'network_ready', 'process_attached', 'namespaces_isolated', 'exec',
+                        'first_syscalls', 'populated'], s.stage);

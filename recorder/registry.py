@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
     "proc": "proc:ProcSource",
     "mounts": "mounts:MountsSource",
     "net": "net:NetSource",
+    "runtime": "runtime:RuntimeSource",
     "syscalls": "bpf.syscalls:SyscallCountSource",
     "latency": "bpf.latency:SyscallLatencySource",
     "lineage": "bpf.lineage:LineageSource",

@@ -5,17 +5,29 @@ operstate, MTU or address changed (`changed`). Every row carries the
 interface's cumulative counters as read at that moment (raw, as the kernel
 reports them; rates are derived in SQL). Interfaces are those of the
 recorder's network namespace.
+
+Changes are noticed as they happen: a thread listens to the kernel's link
+notifications (rtnetlink, group RTMGRP_LINK: every RTM_NEWLINK/RTM_DELLINK;
+sysfs has the interface before the message is sent) and compares
+SYS/class/net at once, so ts_ns is within milliseconds of the change (a
+pod's veth appearing is the CNI-done signal pod_births uses). The listing is
+also compared once per interval, which is all there is where netlink cannot
+be opened.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import socket
+import threading
 
 from ...schemas import batch
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 
 _COUNTERS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped")
 _COLS = ("ts_ns", "event", "ifname", "ifindex", "operstate", "mtu", "address", *_COUNTERS)
+_RTMGRP_LINK = 1
 
 
 def _read(path: str) -> str | None:
@@ -46,9 +58,57 @@ class NetSource(BaseSource):
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
         self._dir = str(ctx.sys_root / "class" / "net")
+        self._lock = threading.Lock()
+        self._pending: list[tuple] = []  # rows found by the netlink thread, emitted at the next poll
         self._state = self._scan()
         ts = ctx.clock()
-        return self._emit([(ts, "snapshot", n, v) for n, v in sorted(self._state.items())])
+        out = self._emit([self._with_counters(ts, "snapshot", n, v) for n, v in sorted(self._state.items())])
+        self._start_listener()
+        return out
+
+    def _start_listener(self) -> None:
+        self._nl = self._thread = None
+        if str(self.ctx.sys_root) != "/sys":
+            return  # another folder laid out like /sys: the kernel's notifications are not about it
+        try:
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+            nl.bind((0, _RTMGRP_LINK))
+        except OSError:
+            return  # the interval's comparison still sees every change, later
+        self._nl = nl
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._listen, name="nodetape-net-netlink", daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        p = select.poll()
+        p.register(self._nl.fileno(), select.POLLIN)
+        p.register(self._stop_r, select.POLLIN)
+        while True:
+            fds = {fd for fd, _ in p.poll()}
+            if self._stop_r in fds:
+                return
+            ts = self.ctx.clock()
+            try:
+                while self._nl.recv(65536, socket.MSG_DONTWAIT):  # the messages only say "look now"
+                    pass
+            except OSError:
+                pass  # drained (EAGAIN), or ENOBUFS: the comparison below sees the current state anyway
+            with self._lock:
+                self._pending += self._changes(ts)
+
+    def _changes(self, ts: int) -> list[tuple]:
+        """Rows for what differs from the last listing (holding self._lock)."""
+        new = self._scan()
+        rows = [self._with_counters(ts, "removed", n, v) for n, v in sorted(self._state.items()) if n not in new]
+        for n, v in sorted(new.items()):
+            old = self._state.get(n)
+            if old is None:
+                rows.append(self._with_counters(ts, "added", n, v))
+            elif old != v:
+                rows.append(self._with_counters(ts, "changed", n, v))
+        self._state = new
+        return rows
 
     def _scan(self) -> dict[str, tuple]:
         out = {}
@@ -69,24 +129,30 @@ class NetSource(BaseSource):
     def _emit(self, rows) -> Batches:
         if not rows:
             return []
-        recs = [(ts, ev, n, *v, *(self._counters(n) if ev != "removed" else [None] * len(_COUNTERS)))
-                for ts, ev, n, v in rows]
+        recs = [(ts, ev, n, *v, *counters) for ts, ev, n, v, counters in rows]
         return self.counted([("net_interfaces", batch("net_interfaces", dict(zip(_COLS, map(list, zip(*recs))))))])
 
+    def _with_counters(self, ts: int, ev: str, name: str, v: tuple) -> tuple:
+        """A row with the interface's counters read now (none for a removed one)."""
+        return ts, ev, name, v, (self._counters(name) if ev != "removed" else [None] * len(_COUNTERS))
+
     def poll(self, now_ns: int) -> Batches:
-        if not self.due(now_ns):
-            return []
-        new = self._scan()
-        ts = self.ctx.clock()
-        rows = []
-        for n, v in sorted(self._state.items()):
-            if n not in new:
-                rows.append((ts, "removed", n, v))
-        for n, v in sorted(new.items()):
-            old = self._state.get(n)
-            if old is None:
-                rows.append((ts, "added", n, v))
-            elif old != v:
-                rows.append((ts, "changed", n, v))
-        self._state = new
+        with self._lock:
+            if self.due(now_ns):
+                self._pending += self._changes(self.ctx.clock())
+            rows, self._pending = self._pending, []
+        return self._emit(rows)
+
+    def stop(self) -> Batches:
+        if getattr(self, "_thread", None) is not None:
+            os.write(self._stop_w, b"x")
+            self._thread.join(5)
+            self._thread = None
+            os.close(self._stop_r)
+            os.close(self._stop_w)
+        if getattr(self, "_nl", None) is not None:
+            self._nl.close()
+            self._nl = None
+        with self._lock:
+            rows, self._pending = self._pending, []
         return self._emit(rows)

@@ -43,11 +43,11 @@ def test_every_command_has_help_with_text(command):
     assert r.returncode == 0 and len(r.stdout) > 200
 
 
-def test_schema_lists_13_tables():
+def test_schema_lists_14_tables():
     r = nodetape("schema", "--format", "csv")
     assert r.returncode == 0
     names = [line.split(",")[0] for line in r.stdout.splitlines()[1:]]
-    assert names == list(schemas.TABLE_NAMES) and len(names) == 13
+    assert names == list(schemas.TABLE_NAMES) and len(names) == 14
 
 
 def test_schema_table_shows_units():

@@ -1,4 +1,4 @@
-"""Schemas are the contract: 13 tables, every field documented, docs generated and current."""
+"""Schemas are the contract: 14 tables, every field documented, docs generated and current."""
 
 import pyarrow as pa
 import pytest
@@ -9,7 +9,7 @@ from nodetape.schemas.docs import DOC_PATH, render_markdown
 CONTRACT_TABLES = {
     "cgroup_events", "cgroup_samples", "psi_samples", "psi_events", "processes", "namespaces",
     "syscall_counts", "syscall_latency", "file_opens", "packet_drops", "mounts", "net_interfaces",
-    "recorder_stats",
+    "recorder_stats", "containers",
 }
 # key columns named by DESIGN.md, table by table
 CONTRACT_COLUMNS = {
@@ -28,6 +28,8 @@ CONTRACT_COLUMNS = {
     "mounts": "ts_ns mount_id mountpoint fstype source options",
     "net_interfaces": "ts_ns ifname ifindex operstate mtu rx_bytes tx_bytes rx_dropped tx_dropped",
     "recorder_stats": "ts_ns source events dropped lag_ns recorder_cpu_usec recorder_rss_bytes",
+    "containers": "ts_ns seq source container_id container_type pod_uid pod_name pod_namespace container_name image "
+                  "sandbox_id runtime cgroup_path",
 }
 
 

@@ -1,0 +1,186 @@
+-- name: pod_stuck
+-- description: Pods whose start stopped short: by the tape's end, some container (or the sandbox) never exec'd; the last phase each reached and how long ago.
+-- columns: host, pod_uid, pod_name, last_stage, last_stage_ts, waiting_ms
+--
+-- A pod is stuck when one of its cgroups (the sandbox's or a container's) never
+-- saw its entrypoint exec, or when it has a sandbox but no container cgroup yet,
+-- or only its pod cgroup. A container that is only created later (an app
+-- container after its init containers, an image still being pulled) cannot be
+-- known before its cgroup exists: such a pod is not listed.
+-- last_stage is the furthest birth phase the pod reached, by time, named as in
+-- pod_births with the container it belongs to in parentheses (its name from the
+-- `containers` table, else its id's first 12 characters; 'pod' for the pod
+-- cgroup, 'sandbox' for the sandbox): cgroup_created, sandbox_created,
+-- network_ready, process_attached, populated, exec, pause_exec. Removals are not
+-- phases: a container whose start failed and was cleaned up still shows where it
+-- stopped. waiting_ms is from last_stage_ts to the tape's end (its last
+-- recorder_stats row). Only tapes that recorded processes (lineage or proc) can
+-- tell an exec from its absence: on others no pod is listed.
+WITH
+ident AS (
+    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_events WHERE pod_uid IS NOT NULL
+    UNION
+    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_samples WHERE pod_uid IS NOT NULL
+),
+ev AS (
+    SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
+           pod_uid, coalesce(container_id, '') AS ckey
+    FROM cgroup_events WHERE pod_uid IS NOT NULL
+    UNION ALL
+    SELECT c.host, c.ts_ns, c.ts, c.seq, c.source, c.kind, c.hierarchy, c.cgroup_path, c.cgroup_id, c.pid, c.comm,
+           i.pod_uid, i.ckey
+    FROM cgroup_events c
+    JOIN (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(ckey) AS ckey FROM ident GROUP BY ALL) i
+      ON i.host = c.host AND i.cgroup_path = c.cgroup_path
+    WHERE c.pod_uid IS NULL
+),
+created AS (
+    SELECT host, pod_uid, ckey, source, ts_ns, ts, seq, hierarchy, cgroup_path
+    FROM ev WHERE kind = 'created'
+),
+ent AS (
+    SELECT host, pod_uid, ckey,
+           bool_or(source = 'ebpf') AS by_ebpf,
+           arg_min(ts_ns, (source <> 'ebpf', ts_ns, seq)) AS t0,
+           arg_min(ts, (source <> 'ebpf', ts_ns, seq)) AS t0_ts,
+           arg_min(hierarchy, (source <> 'ebpf', ts_ns, seq)) AS first_hierarchy,
+           arg_min(cgroup_path, (source <> 'ebpf', ts_ns, seq)) AS cgroup_path,
+           string_agg(DISTINCT hierarchy, ', ' ORDER BY hierarchy) AS hierarchies,
+           count(DISTINCT hierarchy) AS n_hierarchies
+    FROM created
+    GROUP BY ALL
+),
+ids AS (
+    SELECT DISTINCT e.host, e.pod_uid, e.ckey, v.cgroup_id
+    FROM ent e JOIN ev v USING (host, pod_uid, ckey)
+    WHERE v.hierarchy = 'unified' AND v.cgroup_id IS NOT NULL AND v.kind IN ('created', 'seen')
+),
+paths AS (
+    SELECT DISTINCT e.host, e.pod_uid, e.ckey, v.cgroup_path
+    FROM ent e JOIN ev v USING (host, pod_uid, ckey)
+),
+procs AS (
+    SELECT i.host, i.pod_uid, i.ckey, p.ts_ns, p.ts, p.seq, p.source, p.event, p.pid, p.tgid,
+           p.comm, p.filename
+    FROM processes p JOIN ids i ON p.host = i.host AND p.cgroup_id = i.cgroup_id
+    WHERE p.source = 'ebpf'
+    UNION ALL
+    SELECT pa.host, pa.pod_uid, pa.ckey, p.ts_ns, p.ts, p.seq, p.source, p.event, p.pid, p.tgid,
+           p.comm, p.filename
+    FROM processes p JOIN paths pa ON p.host = pa.host AND p.cgroup_path = pa.cgroup_path
+    WHERE p.source <> 'ebpf'
+),
+exec_cand AS (
+    SELECT p.host, p.pod_uid, p.ckey, p.ts_ns, p.ts, p.seq,
+           CASE WHEN p.source = 'ebpf' THEN 0 ELSE 1 END AS pref,
+           CASE WHEN p.source = 'ebpf'
+                THEN 'pid ' || p.pid || ' exec ' || coalesce(p.filename, '?') || coalesce(' (comm ' || p.comm || ')', '') || ' via ebpf'
+                ELSE 'pid ' || p.pid || ' runs ' || coalesce(p.filename, '?') || coalesce(' (comm ' || p.comm || ')', '')
+                     || ' via /proc scan (exec at or before)' END AS detail
+    FROM procs p JOIN ent e USING (host, pod_uid, ckey)
+    WHERE p.ts_ns >= e.t0
+      AND ((p.source = 'ebpf' AND p.event = 'exec')
+           OR (p.source <> 'ebpf' AND p.event = 'seen' AND coalesce(p.comm, '') NOT LIKE 'runc%'))
+),
+exec AS (
+    SELECT host, pod_uid, ckey, 'exec' AS stage,
+           arg_min(ts_ns, (pref, ts_ns, seq)) AS ts_ns, arg_min(ts, (pref, ts_ns, seq)) AS ts,
+           arg_min(detail, (pref, ts_ns, seq)) AS detail
+    FROM exec_cand GROUP BY ALL
+),
+cn AS (
+    SELECT host, container_id AS ckey, any_value(container_type) AS container_type,
+           any_value(container_name) AS container_name
+    FROM containers GROUP BY ALL
+),
+sb AS (
+    SELECT e.host, e.pod_uid, coalesce(min(e.t0) FILTER (WHERE c.container_type = 'sandbox'), min(e.t0)) AS t_sb
+    FROM ent e LEFT JOIN cn c ON c.host = e.host AND c.ckey = e.ckey
+    WHERE e.ckey <> ''
+    GROUP BY ALL
+),
+veth_pod AS (
+    SELECT s.host, s.pod_uid, v.ts_ns, v.ts, v.ifname, abs(v.ts_ns - s.t_sb) AS d
+    FROM sb s
+    JOIN net_interfaces v ON v.host = s.host AND abs(v.ts_ns - s.t_sb) <= 10000000000
+    WHERE v.event = 'added' AND (v.ifname LIKE 'veth%' OR v.ifname LIKE 'cali%' OR v.ifname LIKE 'lxc%')
+    QUALIFY row_number() OVER (PARTITION BY v.host, v.ifname, v.ts_ns ORDER BY abs(v.ts_ns - s.t_sb), s.pod_uid) = 1
+),
+network AS (
+    SELECT host, pod_uid, '' AS ckey, 'network_ready' AS stage,
+           arg_min(ts_ns, (d, ifname)) AS ts_ns, arg_min(ts, (d, ifname)) AS ts,
+           arg_min('host side ' || ifname || ' of the pod''s veth pair appeared (CNI done; nearest to the sandbox''s '
+                   || 'cgroup in time) via net', (d, ifname)) AS detail
+    FROM veth_pod GROUP BY ALL
+),
+attach AS (
+    SELECT v.host, v.pod_uid, v.ckey, v.ts_ns, v.ts
+    FROM ev v JOIN ent e USING (host, pod_uid, ckey)
+    WHERE v.kind = 'attach' AND v.ts_ns >= e.t0
+    UNION ALL
+    SELECT p.host, p.pod_uid, p.ckey, p.ts_ns, p.ts
+    FROM procs p JOIN ent e USING (host, pod_uid, ckey)
+    WHERE p.ts_ns >= e.t0
+),
+populated AS (
+    SELECT v.host, v.pod_uid, v.ckey, v.ts_ns, v.ts
+    FROM ev v JOIN ent e USING (host, pod_uid, ckey)
+    WHERE v.kind = 'populated' AND v.ts_ns >= e.t0
+),
+is_sb AS (
+    SELECT e.host, e.pod_uid, e.ckey, coalesce(c.container_type = 'sandbox', false) AS sandbox,
+           CASE WHEN e.ckey = '' THEN 'pod' WHEN c.container_type = 'sandbox' THEN 'sandbox'
+                ELSE coalesce(c.container_name, left(e.ckey, 12)) END AS who
+    FROM ent e LEFT JOIN cn c ON c.host = e.host AND c.ckey = e.ckey
+),
+stages AS (
+    SELECT host, pod_uid, ckey, 'cgroup_created' AS stage, t0 AS ts_ns, t0_ts AS ts FROM ent
+    UNION ALL SELECT host, pod_uid, ckey, 'process_attached', min(ts_ns), min(ts) FROM attach GROUP BY ALL
+    UNION ALL SELECT host, pod_uid, ckey, 'populated', min(ts_ns), min(ts) FROM populated GROUP BY ALL
+    UNION ALL SELECT host, pod_uid, ckey, 'exec', ts_ns, ts FROM exec
+    UNION ALL SELECT host, pod_uid, ckey, 'network_ready', ts_ns, ts FROM network
+),
+named AS (
+    SELECT s.host, s.pod_uid, s.ts_ns, s.ts,
+           CASE WHEN i.sandbox AND s.stage = 'cgroup_created' THEN 'sandbox_created'
+                WHEN i.sandbox AND s.stage = 'exec' THEN 'pause_exec' ELSE s.stage END
+               || ' (' || i.who || ')' AS stage,
+           list_position(['cgroup_created', 'network_ready', 'process_attached', 'populated', 'exec'], s.stage) AS rank
+    FROM stages s JOIN is_sb i ON i.host = s.host AND i.pod_uid = s.pod_uid AND i.ckey = s.ckey
+),
+verdict AS (
+    SELECT i.host, i.pod_uid,
+           count(*) FILTER (WHERE i.ckey <> '' AND x.ts_ns IS NULL) AS not_execd,
+           count(*) FILTER (WHERE i.ckey <> '' AND NOT i.sandbox) AS containers,
+           bool_or(i.sandbox) AS has_sandbox
+    FROM is_sb i
+    LEFT JOIN exec x ON x.host = i.host AND x.pod_uid = i.pod_uid AND x.ckey = i.ckey
+    GROUP BY ALL
+),
+tape_end AS (
+    SELECT host, max(ts_ns) AS end_ns FROM recorder_stats GROUP BY ALL
+),
+with_procs AS (
+    SELECT DISTINCT host FROM processes
+),
+last AS (
+    SELECT host, pod_uid, arg_max(stage, (ts_ns, rank)) AS last_stage, max(ts_ns) AS last_ns,
+           arg_max(ts, (ts_ns, rank)) AS ts
+    FROM named GROUP BY ALL
+),
+names AS (
+    SELECT e.host, e.pod_uid, any_value(c.pod_name) AS pod_name
+    FROM ent e JOIN containers c ON c.host = e.host AND c.container_id = e.ckey
+    GROUP BY ALL
+)
+SELECT v.host, v.pod_uid, n.pod_name, l.last_stage, l.ts AS last_stage_ts,
+       round((t.end_ns - l.last_ns) / 1e6, 3) AS waiting_ms
+FROM verdict v
+JOIN with_procs w ON w.host = v.host
+JOIN last l ON l.host = v.host AND l.pod_uid = v.pod_uid
+LEFT JOIN tape_end t ON t.host = v.host
+LEFT JOIN names n ON n.host = v.host AND n.pod_uid = v.pod_uid
+WHERE v.not_execd > 0 OR v.containers = 0
+ORDER BY v.host, l.last_ns, v.pod_uid;
