@@ -170,9 +170,9 @@ class Containerd:
             return "(no log)"
         return " | ".join(lines[-n:])
 
-    def ctr(self, *args: str, data: bytes | None = None) -> str:
+    def ctr(self, *args: str, data: bytes | None = None, timeout: float = 60) -> str:
         r = subprocess.run(["ctr", "--address", self.address, "-n", NAMESPACE, *args], input=data,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"ctr {' '.join(args[:2])} failed: {r.stderr.decode(errors='replace').strip()}")
         return r.stdout.decode(errors="replace")

@@ -114,7 +114,8 @@ class CriHarness:
     def _create_start(self, run: PodRun, cs: ContainerSpec, sandbox_config) -> str:
         c = self.client
         resp = c.timed(run, "CreateContainer", cs.name, c.pb.CreateContainerRequest(
-            pod_sandbox_id=run.sandbox_id, config=c.container_config(cs), sandbox_config=sandbox_config))
+            pod_sandbox_id=run.sandbox_id, config=c.container_config(cs, run.spec),
+            sandbox_config=sandbox_config))
         cid = resp.container_id
         run.container_ids[cs.name] = cid
         c.timed(run, "StartContainer", cs.name, c.pb.StartContainerRequest(container_id=cid))

@@ -27,13 +27,30 @@ CALL_TIMEOUT_S = 60.0
 
 
 @dataclass
+class Mount:
+    """A host folder in the container, as the kubelet passes a hostPath or emptyDir volume."""
+
+    container_path: str
+    host_path: str
+    readonly: bool = False
+
+
+@dataclass
 class ContainerSpec:
     name: str
-    command: list[str]
+    command: list[str]  # empty: the image's entrypoint
     cpu_quota_us: int = 0  # 0: no quota
     cpu_period_us: int = 100_000
     memory_limit_bytes: int = 0  # 0: no limit
     image: str = daemon.APP_IMAGE
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    # security context, as a Pod's securityContext maps onto CRI's (None: the runtime's defaults)
+    capabilities_add: list[str] = field(default_factory=list)
+    capabilities_drop: list[str] = field(default_factory=list)
+    readonly_rootfs: bool = False
+    no_new_privs: bool = False
 
 
 @dataclass
@@ -44,6 +61,8 @@ class PodSpec:
     qos: str = "burstable"  # guaranteed -> /kubepods/pod<uid>
     init_containers: list[ContainerSpec] = field(default_factory=list)
     containers: list[ContainerSpec] = field(default_factory=list)
+    host_network: bool = False  # hostNetwork: the node's network namespace, no CNI
+    host_pid: bool = False  # hostPID: the node's pid namespace
 
     @property
     def cgroup_parent(self) -> str:
@@ -115,22 +134,33 @@ class CriClient:
         pb = self.pb
         return pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=spec.name, uid=spec.uid, namespace=spec.namespace, attempt=0),
-            hostname=spec.name[:63],
+            hostname="" if spec.host_network else spec.name[:63],  # a host-network sandbox keeps the node's
             labels={"io.kubernetes.pod.name": spec.name, "io.kubernetes.pod.namespace": spec.namespace,
                     "io.kubernetes.pod.uid": spec.uid},
             linux=pb.LinuxPodSandboxConfig(
                 cgroup_parent=spec.cgroup_parent,
                 security_context=pb.LinuxSandboxSecurityContext(
-                    namespace_options=pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD))),
+                    namespace_options=self.namespaces(spec))),
         )
 
-    def container_config(self, c: ContainerSpec):
+    def namespaces(self, spec: PodSpec):
+        pb = self.pb
+        return pb.NamespaceOption(network=pb.NODE if spec.host_network else pb.POD,
+                                  pid=pb.NODE if spec.host_pid else pb.CONTAINER, ipc=pb.POD)
+
+    def container_config(self, c: ContainerSpec, spec: PodSpec):
         pb = self.pb
         res = pb.LinuxContainerResources(cpu_period=c.cpu_period_us if c.cpu_quota_us else 0,
                                          cpu_quota=c.cpu_quota_us, memory_limit_in_bytes=c.memory_limit_bytes)
+        sec = pb.LinuxContainerSecurityContext(
+            capabilities=pb.Capability(add_capabilities=c.capabilities_add, drop_capabilities=c.capabilities_drop),
+            namespace_options=self.namespaces(spec), readonly_rootfs=c.readonly_rootfs, no_new_privs=c.no_new_privs)
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=c.name, attempt=0), image=pb.ImageSpec(image=c.image),
-            command=c.command, linux=pb.LinuxContainerConfig(resources=res),
+            command=c.command, args=c.args, envs=[pb.KeyValue(key=k, value=v) for k, v in c.env.items()],
+            mounts=[pb.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.readonly)
+                    for m in c.mounts],
+            linux=pb.LinuxContainerConfig(resources=res, security_context=sec),
             labels={"io.kubernetes.container.name": c.name})
 
     def status(self, container_id: str):
@@ -145,6 +175,11 @@ class CriClient:
                 return st
             time.sleep(0.01)
         raise CriError(f"container {container_id[:12]} did not exit within {timeout:g}s")
+
+    def stop_container(self, run: PodRun, name: str, grace_s: int = 30) -> None:
+        """What the kubelet does before it stops a sandbox: SIGTERM, then SIGKILL after the grace period."""
+        self.timed(run, "StopContainer", name,
+                   self.pb.StopContainerRequest(container_id=run.container_ids[name], timeout=grace_s))
 
     def stop_remove(self, run: PodRun) -> None:
         if run.sandbox_id is None or run.removed:

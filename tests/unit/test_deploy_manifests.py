@@ -12,10 +12,8 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
-yaml = pytest.importorskip("yaml")
-kubernetes = pytest.importorskip("kubernetes")
+import kubernetes
+import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHART = DEPLOY / "helm" / "nodetape"
