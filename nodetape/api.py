@@ -92,7 +92,16 @@ def _check_psi_triggers(options: dict, proc_root) -> None:
 def open(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Tape]:  # noqa: A001 - mirrors a file API
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return open_tapes([Path(p) for p in paths])
+    return _open_paths([Path(p) for p in paths])
+
+
+def _open_paths(paths: list, **store_options) -> list[Tape]:
+    """Tape folders, or one fleet store (docs/fleet.md: hosts, start_wall_ns, end_wall_ns narrow it)."""
+    from nodetape.store.reader import is_store, open_store
+
+    if len(paths) == 1 and is_store(paths[0]):
+        return open_store(paths[0], **store_options)
+    return open_tapes(paths)
 
 
 def _duck_error_line(e: Exception) -> str:

@@ -34,6 +34,12 @@ app = typer.Typer(
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Output format: table, csv, json, jsonl or parquet.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")]
+# fleet store options (docs/fleet.md), shared by query and sql
+HostsOpt = Annotated[Optional[str], typer.Option("--hosts", help="Over a fleet store: only hosts matching this glob (e.g. 'node-*').")]
+FromOpt = Annotated[Optional[str], typer.Option("--from", help="Over a fleet store: only parts reaching this ISO wall time or later.")]
+ToOpt = Annotated[Optional[str], typer.Option("--to", help="Over a fleet store: only parts starting before this ISO wall time.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark: the same named queries on Apache Spark.")]
+SparkMasterOpt = Annotated[Optional[str], typer.Option("--spark-master", help="With --engine spark: the Spark master URL (default: local mode, or SPARK_MASTER).")]
 
 
 def _duration(text: str | None, option: str) -> int | None:
@@ -216,6 +222,11 @@ def query(
     list_: Annotated[bool, typer.Option("--list", "-l", help="List the named queries and their parameters.")] = False,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
+    hosts: HostsOpt = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
+    engine: EngineOpt = "duckdb",
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Run a named query (queries/*.sql) over one or more tapes.
 
@@ -242,7 +253,13 @@ def query(
         return
     if not args or len(args) < 2:
         raise UserError("query: give TAPE and NAME (or --list to see the queries)")
-    table = api.query(args[:-1], args[-1], _params(param))
+    if engine != "duckdb" or _is_fleet(args[:-1], hosts, from_, to):
+        from . import fleet
+
+        table = fleet.query(args[:-1], args[-1], _params(param), hosts=hosts, from_=from_, to=to,
+                            engine=engine, spark_master=spark_master)
+    else:
+        table = api.query(args[:-1], args[-1], _params(param))
     _emit(table, fmt, output)
 
 
@@ -252,6 +269,11 @@ def sql(
     args: Annotated[list[str], typer.Argument(metavar="TAPE... SQL", help="Tape folder(s), then one SQL statement.")],
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
+    hosts: HostsOpt = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
+    engine: EngineOpt = "duckdb",
+    spark_master: SparkMasterOpt = None,
 ) -> None:
     """Run any DuckDB SQL over a tape: every table is a view (with `ts` and `host`).
 
@@ -267,7 +289,42 @@ def sql(
         raise UserError("sql: give TAPE and a SQL statement")
     if not args[-1].strip():
         raise UserError("sql: the SQL statement is empty")
+    if engine != "duckdb" or _is_fleet(args[:-1], hosts, from_, to):
+        from . import fleet
+
+        _emit(fleet.sql(args[:-1], args[-1], hosts=hosts, from_=from_, to=to, engine=engine,
+                        spark_master=spark_master), fmt, output)
+        return
     _emit(api.sql(args[:-1], args[-1]), fmt, output)
+
+
+# -- push ---------------------------------------------------------------------
+def _is_fleet(paths, hosts, from_, to) -> bool:
+    """A fleet store given, or store options: the query goes through nodetape.fleet."""
+    from nodetape.store.reader import is_store
+
+    return hosts is not None or from_ is not None or to is not None or any(is_store(p) for p in paths)
+
+
+@app.command()
+def push(
+    args: Annotated[list[str], typer.Argument(metavar="TAPE... STORE", help="Tape folder(s), then the store: a folder or s3://bucket/prefix.")],
+    host: Annotated[Optional[str], typer.Option("--host", help="Store the tape under this host label instead of its recorded hostname.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
+) -> None:
+    """Push tapes' sealed parts and manifests into a fleet store (atomic, idempotent, resumable).
+
+    Examples:
+
+      nodetape push /var/lib/nodetape/tape /mnt/fleet
+
+      nodetape push /tmp/tape s3://incidents/fleet
+    """
+    from . import fleet
+
+    if len(args) < 2:
+        raise UserError("push: give TAPE... and STORE")
+    fleet.push(args[:-1], args[-1], host=host, quiet=quiet)
 
 
 # -- replay ------------------------------------------------------------------

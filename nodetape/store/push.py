@@ -81,7 +81,7 @@ class TapeTarget:
         self.manifest = manifest
         self.tape_id = layout.tape_id_of(manifest)
         self.original_host = (manifest.get("host") or {}).get("hostname")
-        self.host = layout.check_name("host", host) if host else layout.host_of(manifest)
+        self.host = layout.check_name("--host", host) if host else layout.host_of(manifest)
         self.pairs = layout.clock_pairs_of(manifest)
         self.manifest_rel = layout.manifest_path(self.host, self.tape_id)
         self.recorded: dict[str, dict[str, dict]] = self._load_recorded()
