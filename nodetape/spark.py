@@ -63,8 +63,11 @@ def session(master: str | None = None):
     if master:
         b = b.master(master)
     elif not os.environ.get("SPARK_CONF_DIR"):
-        b = b.master("local[*]").config("spark.sql.shuffle.partitions", "8")
-    b = (b.config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+        # local mode: loopback only, a few shuffle partitions (the default 200 is for clusters)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        b = (b.master("local[*]").config("spark.sql.shuffle.partitions", "8")
+             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1"))
+    b = (b.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").config("spark.sql.session.timeZone", "UTC")
          .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
          .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC"))
     _SESSION = b.getOrCreate()
@@ -165,7 +168,7 @@ def _literal(value):
     return exp.Literal.string(str(value))
 
 
-def _rewrite(node, params: dict):
+def _bind(node, params: dict):
     from sqlglot import exp
 
     if isinstance(node, (exp.Placeholder, exp.Parameter)):
@@ -173,6 +176,12 @@ def _rewrite(node, params: dict):
         if name not in params:
             raise QueryError(f"--engine spark: parameter ${name} is not bound")
         return _literal(params[name])
+    return node
+
+
+def _rewrite(node):
+    from sqlglot import exp
+
     if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
         node.set("materialized", None)
     if isinstance(node, exp.Anonymous):
@@ -186,11 +195,95 @@ def _rewrite(node, params: dict):
             # DuckDB numbers rows in scan order; Spark wants an order: any constant one is as arbitrary
             node.set("order", exp.Order(expressions=[exp.Ordered(this=exp.Literal.number(1))]))
         return exp.Cast(this=node.copy(), to=exp.DataType.build("BIGINT"))  # DuckDB's BIGINT, not Spark's INT
+    if isinstance(node, exp.Filter) and isinstance(node.this, exp.GroupConcat):
+        return _string_agg(node.this, node.expression.this)
+    if isinstance(node, exp.GroupConcat) and not isinstance(node.parent, exp.Filter):
+        return _string_agg(node)
+    if isinstance(node, exp.Join) and str(node.args.get("method") or "").upper() == "ASOF":
+        return _asof_join(node)
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and isinstance(node.expressions[0], exp.Neg) \
+            and isinstance(node.expressions[0].this, exp.Literal):
+        # DuckDB's list[-1] is the last element (sqlglot holds it 0-based, as -2); Spark: element_at(list, -1)
+        n = int(node.expressions[0].this.this) - 1
+        return exp.Anonymous(this="try_element_at", expressions=[node.this.copy(), exp.Literal.number(-n)])
     if isinstance(node, exp.Length) and isinstance(node.this, exp.Split):
         return exp.Anonymous(this="size", expressions=[node.this.copy()])
     if isinstance(node, (exp.ArgMax, exp.ArgMin)) and isinstance(node.expression, exp.Tuple):
         node.set("expression", exp.Anonymous(this="struct", expressions=[e.copy() for e in node.expression.expressions]))
     return node
+
+
+def _asof_join(join):
+    """`a ASOF [LEFT] JOIN b m ON m.k = a.k AND m.t <= a.t` -> a range join on [m.t, next m.t).
+
+    Each row of b covers the times from its own to the next one of the same keys
+    (lead over the equality columns), so each left row meets at most one: the
+    latest at or before it, as DuckDB's ASOF picks. Only that shape is accepted.
+    """
+    from sqlglot import exp
+
+    right = join.this
+    alias = right.alias_or_name
+    conds = list(join.args["on"].flatten()) if isinstance(join.args["on"], exp.And) else [join.args["on"]]
+    keys, ineq = [], None
+    for c in conds:
+        if isinstance(c, exp.EQ):
+            keys.append(c.this if c.this.table == alias else c.expression)
+        elif isinstance(c, (exp.LTE, exp.GTE)) and ineq is None:
+            ineq = c
+        else:
+            raise QueryError(f"--engine spark: cannot translate this ASOF join condition: {c.sql()}")
+    if ineq is None:
+        raise QueryError("--engine spark: an ASOF join needs one inequality")
+    mine, theirs = (ineq.this, ineq.expression) if isinstance(ineq, exp.LTE) else (ineq.expression, ineq.this)
+    if mine.table != alias:
+        raise QueryError("--engine spark: ASOF join inequality must be `right.t <= left.t`")
+    part = ", ".join(k.name for k in keys)
+    inner = exp.select("*", f"lead({mine.name}) OVER (PARTITION BY {part} ORDER BY {mine.name}) AS _asof_next") \
+        .from_(exp.Table(this=right.this.copy()))
+    nxt = exp.column("_asof_next", table=alias)
+    extra = exp.or_(exp.Is(this=nxt.copy(), expression=exp.Null()), exp.GT(this=nxt, expression=theirs.copy()))
+    join.set("this", exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    join.set("on", exp.and_(join.args["on"].copy(), extra))
+    join.set("method", None)
+    return join
+
+
+def _string_agg(node, where=None):
+    """DuckDB `string_agg([DISTINCT] x, sep ORDER BY k... ) [FILTER (WHERE c)]` in Spark terms.
+
+    Spark's LISTAGG(DISTINCT) WITHIN GROUP fails beside other aggregates (a
+    ClassCastException in Spark 4), so: collect the (keys, x) of non-NULL x, sort
+    them with a comparator on the keys, join the x; no rows is NULL, as in DuckDB.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    this = node.this
+    order = []
+    if isinstance(this, exp.Order):
+        order = [(o.this, bool(o.args.get("desc"))) for o in this.expressions]
+        this = this.this
+    distinct = isinstance(this, exp.Distinct)
+    value = this.expressions[0] if distinct else this
+    sep = node.args.get("separator") or exp.Literal.string(",")
+    fields = [f"{k.sql('spark')} AS k{i}" for i, (k, _) in enumerate(order)] + [f"{value.sql('spark')} AS v"]
+    item = f"CASE WHEN ({value.sql('spark')}) IS NOT NULL THEN named_struct({', '.join(_named(f) for f in fields)}) END"
+    agg = f"{'collect_set' if distinct else 'collect_list'}({item})"
+    if where is not None:
+        agg += f" FILTER (WHERE {where.sql('spark')})"
+    cmp = " ".join(f"WHEN l.k{i} < r.k{i} THEN {1 if d else -1} WHEN l.k{i} > r.k{i} THEN {-1 if d else 1}"
+                   for i, (_, d) in enumerate(order))
+    cmp += " WHEN l.v < r.v THEN -1 WHEN l.v > r.v THEN 1" if not order else ""
+    sorted_ = f"array_sort({agg}, (l, r) -> CASE {cmp} ELSE 0 END)"
+    text = (f"CASE WHEN size({agg}) = 0 THEN NULL ELSE array_join(transform({sorted_}, e -> CAST(e.v AS STRING)), "
+            f"{sep.sql('spark')}) END")
+    return sqlglot.parse_one(text, read="spark")
+
+
+def _named(field: str) -> str:
+    expr, _, name = field.rpartition(" AS ")
+    return f"'{name}', {expr}"
 
 
 def _rewrite_call(node):
@@ -207,6 +300,8 @@ def _rewrite_call(node):
         secs = exp.Div(this=exp.Cast(this=args[0].copy(), to=exp.DataType.build("DECIMAL(20,0)")),
                        expression=exp.Literal.number(1000000))
         return exp.Anonymous(this="make_dt_interval", expressions=[exp.Literal.number(0)] * 3 + [secs])
+    if fn == "error" and len(args) == 1:
+        return exp.Anonymous(this="raise_error", expressions=args)
     if fn == "list_position" and len(args) == 2:
         return exp.Anonymous(this="array_position", expressions=args)
     return node
@@ -223,7 +318,8 @@ def translate(sql: str, params: dict | None = None) -> str:
     except ParseError as e:
         raise QueryError(f"--engine spark: cannot parse the query ({str(e).splitlines()[0]})") from None
     tree = _inline_macros(tree, _macros())
-    tree = tree.transform(lambda n: _rewrite(n, params or {}))
+    tree = tree.transform(lambda n: _bind(n, params or {}))
+    tree = tree.transform(_rewrite)
     return tree.sql(dialect="spark", comments=False)
 
 
