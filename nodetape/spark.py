@@ -65,7 +65,7 @@ def session(master: str | None = None):
     elif not os.environ.get("SPARK_CONF_DIR"):
         # local mode: loopback only, a few shuffle partitions (the default 200 is for clusters)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        b = (b.master("local[*]").config("spark.sql.shuffle.partitions", "8")
+        b = (b.master("local[*]").config("spark.sql.shuffle.partitions", os.environ.get("NODETAPE_SPARK_PARTITIONS", "4"))
              .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1"))
     b = (b.config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").config("spark.sql.session.timeZone", "UTC")
          .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
@@ -206,8 +206,10 @@ def _rewrite(node):
         # DuckDB's list[-1] is the last element (sqlglot holds it 0-based, as -2); Spark: element_at(list, -1)
         n = int(node.expressions[0].this.this) - 1
         return exp.Anonymous(this="try_element_at", expressions=[node.this.copy(), exp.Literal.number(-n)])
-    if isinstance(node, exp.Length) and isinstance(node.this, exp.Split):
-        return exp.Anonymous(this="size", expressions=[node.this.copy()])
+    if isinstance(node, exp.Length):
+        # DuckDB's len/length are BIGINT, Spark's INT; len of a list is Spark's size
+        fn = "size" if isinstance(node.this, exp.Split) else "length"
+        return exp.Cast(this=exp.Anonymous(this=fn, expressions=[node.this.copy()]), to=exp.DataType.build("BIGINT"))
     if isinstance(node, (exp.ArgMax, exp.ArgMin)) and isinstance(node.expression, exp.Tuple):
         node.set("expression", exp.Anonymous(this="struct", expressions=[e.copy() for e in node.expression.expressions]))
     return node
