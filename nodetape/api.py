@@ -34,6 +34,7 @@ def record(
     snapshot_on: Sequence[str] = (),
     snapshot_dir: str | os.PathLike | None = None,
     snapshot_cooldown_ns: int | None = None,
+    push_store: str | None = None,
 ) -> dict:
     """Record into the tape folder `out` until the duration ends or SIGINT/SIGTERM; returns the manifest.
 
@@ -72,6 +73,10 @@ def record(
                          snapshot_dir=Path(snapshot_dir) if snapshot_dir else None)
     if snapshot_cooldown_ns:
         opts.snapshot_cooldown_ns = snapshot_cooldown_ns
+    if push_store:  # flight-recorder mode with a fleet store (docs/fleet.md)
+        from .store.storefs import check_location
+
+        opts.push_store = check_location(push_store)
     return Recorder(opts).run()
 
 

@@ -104,6 +104,7 @@ def record(
     snapshot_on: Annotated[Optional[list[str]], typer.Option("--snapshot-on", help="Save a snapshot of the window when this happens: \"psi memory some > 20%\" (system PSI) or oom_kill (repeatable).")] = None,
     snapshot_dir: Annotated[Optional[Path], typer.Option("--snapshot-dir", help="Where snapshots go (default: a snapshots/ folder beside OUT).")] = None,
     snapshot_cooldown: Annotated[str, typer.Option("--snapshot-cooldown", help="At most one automatic snapshot this often.")] = "5m",
+    push_store: Annotated[Optional[str], typer.Option("--push", help="Push each sealed part (and snapshot) to this fleet store (a folder or s3://...) in the background, retried while it is unreachable.")] = None,
 ) -> None:
     """Record this node into the tape folder OUT.
 
@@ -165,6 +166,7 @@ def record(
         snapshot_on=list(snapshot_on or []),
         snapshot_dir=snapshot_dir,
         snapshot_cooldown_ns=_duration(snapshot_cooldown, "--snapshot-cooldown"),
+        **({"push_store": push_store} if push_store else {}),
     )
     if live:
         live.finish()

@@ -108,6 +108,10 @@ class SourceState:
         }
 
 
+# how long a stopping recorder waits for the store to take its last parts
+PUSH_FINISH_S = 10.0
+
+
 @dataclass
 class RecordOptions:
     out: Path
@@ -127,6 +131,7 @@ class RecordOptions:
     snapshot_on: list[Trigger] = field(default_factory=list)
     snapshot_dir: Path | None = None
     snapshot_cooldown_ns: int = DEFAULT_SNAPSHOT_COOLDOWN_NS
+    push_store: str | None = None  # --push STORE: sealed parts go to a fleet store (store/pusher.py)
 
 
 class Recorder:
@@ -145,6 +150,7 @@ class Recorder:
         self._last_auto_snapshot: int | None = None
         self.snapshots: list[dict] = []
         self.max_lag_ns = 0  # how late the loop's tick ran, since the last stats row
+        self.pusher = None
 
     # -- control -------------------------------------------------------------
     def request_stop(self, *_args) -> None:
@@ -266,7 +272,8 @@ class Recorder:
 
     def _stats_batch(self, now_ns: int):
         cols: dict[str, list] = {k: [] for k in ("ts_ns", "source", "events", "dropped", "drop_reason",
-                                                  "lag_ns", "recorder_cpu_usec", "recorder_rss_bytes")}
+                                                  "lag_ns", "recorder_cpu_usec", "recorder_rss_bytes",
+                                                  "push_parts", "push_bytes", "push_failures", "push_pending")}
         for st in self.states:
             if st.source is None:
                 continue
@@ -275,6 +282,8 @@ class Recorder:
                          ("drop_reason", s.drop_reason), ("lag_ns", s.lag_ns),
                          ("recorder_cpu_usec", None), ("recorder_rss_bytes", None)):
                 cols[k].append(v)
+            for k in ("push_parts", "push_bytes", "push_failures", "push_pending"):
+                cols[k].append(None)
         # the recorder's own row: rows the writer dropped (back-pressure, disk full)
         # and how late the loop's tick ran since the last row
         wd = self.writer.dropped
@@ -287,6 +296,9 @@ class Recorder:
                      ("dropped", self.writer.dropped_rows), ("drop_reason", reason), ("lag_ns", self.max_lag_ns),
                      ("recorder_cpu_usec", _cpu_usec()), ("recorder_rss_bytes", _rss_bytes())):
             cols[k].append(v)
+        ps = self.pusher.stats_json() if self.pusher else {}
+        for k in ("parts", "bytes", "failures", "pending"):
+            cols[f"push_{k}"].append(ps.get(k))
         self.max_lag_ns = 0
         return batch("recorder_stats", cols)
 
@@ -308,11 +320,15 @@ class Recorder:
             entry["drop_reasons"] = drops.get(name, {})
         if self.snapshots:
             m["snapshots"] = self.snapshots[-50:]
+        if self.pusher is not None:
+            m["push"] = self.pusher.stats_json()
 
     # -- snapshots -------------------------------------------------------------
     def _snapshot(self, out: Path, reason: str) -> Path:
         self._sync_manifest_sources()
         path = self.writer.snapshot(out, reason)
+        if self.pusher is not None:
+            self.pusher.snapshot(path)
         self.snapshots.append({"path": str(path), "reason": reason, "taken_ns": boottime_ns()})
         return path
 
@@ -360,6 +376,11 @@ class Recorder:
     def run(self) -> dict:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest["start_ns"]
+        if self.opts.push_store:
+            from nodetape.store.pusher import Pusher
+
+            self.pusher = Pusher(self.opts.push_store, self.opts.out)
+            self.writer.on_sealed = self.pusher.sealed
         handlers = {signal.SIGINT: self.request_stop, signal.SIGTERM: self.request_stop,
                     signal.SIGUSR1: self.request_snapshot}
         old = {s: signal.signal(s, h) for s, h in handlers.items()}
@@ -384,11 +405,23 @@ class Recorder:
                 self.writer.close(end)
             except DiskFull as e:
                 failure = failure or e
+            self._finish_push()
             for s, h in old.items():
                 signal.signal(s, h)
         if failure is not None:
             raise failure
         return self.writer.manifest
+
+    def _finish_push(self) -> None:
+        """The last parts and the closed manifest to the store (bounded wait), the counters into the manifest."""
+        if self.pusher is None:
+            return
+        self.pusher.finish(PUSH_FINISH_S)
+        self.writer.manifest["push"] = self.pusher.stats_json()
+        try:
+            atomic_write_json(self.opts.out / "manifest.json", self.writer.manifest)
+        except OSError:
+            pass  # the tape's manifest without the final counters; the store has the parts
 
     def _check_clock(self) -> None:
         keep = boottime_ns() - self.opts.retain_ns if self.opts.retain_ns else None

@@ -12,7 +12,7 @@ from .tables import BOOTTIME_NS, TABLES, Column, Table
 # Major bumps when an existing column changes meaning or type (readers refuse a
 # newer major); minor bumps when columns or tables are added. Log every change
 # in CHANGES.md.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_MAJOR = int(SCHEMA_VERSION.split(".")[0])
 
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

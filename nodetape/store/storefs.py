@@ -184,6 +184,17 @@ def _unlink_quiet(path: str) -> int:
         return 0
 
 
+def check_location(location: str) -> str:
+    """A store location worth retrying: a URL of a known scheme, or a folder path (it may not exist yet)."""
+    text = str(location)
+    scheme = urlsplit(text).scheme
+    if scheme and scheme not in OBJECT_SCHEMES and len(scheme) > 1:
+        raise UserError(f"--push {text}: unknown store scheme {scheme!r} (a folder, s3:// or gs://)")
+    if not text.strip():
+        raise UserError("--push: empty store location")
+    return text
+
+
 def open_fs(location: str | os.PathLike, *, create: bool = False) -> StoreFS:
     """The filesystem of a store location; UserError naming it when it cannot be reached."""
     text = str(location)
