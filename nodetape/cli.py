@@ -346,6 +346,7 @@ def replay(
     prepare: Annotated[bool, typer.Option("--prepare", help="With --into: only make the empty hierarchy layout, for a recorder to start on, then exit.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the filtered slice as a new tape.")] = None,
     check: Annotated[Optional[Path], typer.Option("--check", help="Compare the jsonl stream with this file: exit 0 on a match, 1 at the first difference.")] = None,
+    hosts: HostsOpt = None,
 ) -> None:
     """Stream a tape's events in time order, deterministically.
 
@@ -367,6 +368,10 @@ def replay(
     """
     from .replay.command import run_replay
 
+    if _is_fleet(tapes, hosts, None, None):  # a fleet store: its tapes, opened (--from/--to act on rows as always)
+        from . import fleet
+
+        tapes = fleet.open_tapes_or_store(tapes, hosts)
     code = run_replay(
         tapes=tapes, speed=speed, max_speed=max_, from_=from_, to=to, tables=tables, cgroup=cgroup, pod=pod,
         fmt=fmt, output=output, into=into, out=out, check=check, prepare_only=prepare,

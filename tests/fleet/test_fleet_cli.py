@@ -44,3 +44,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert run(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("nodetape: error: ") and err.count("\n") == 1, (argv, err)
+
+
+def test_replay_and_report_over_a_store(tmp_path, capsys):
+    store = tmp_path / "store"
+    assert run(["push", str(FIXTURES[0]), str(store), "--host", "node-a", "-q"]) == 0
+    assert run(["push", str(FIXTURES[3]), str(store), "--host", "node-b", "-q"]) == 0
+    assert run(["replay", str(store), "--hosts", "node-b", "--max", "--tables", "cgroup_events"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    m = json.loads((FIXTURES[3] / "manifest.json").read_text())
+    assert len(lines) == m["tables"]["cgroup_events"]["rows"]
+    assert run(["replay", str(store), "--max", "--tables", "cgroup_events"]) == 0
+    both = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {r["host"] for r in both} == {"node-a", "node-b"}
+    assert run(["report", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "host node-a" in out and "host node-b" in out
