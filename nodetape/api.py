@@ -118,7 +118,9 @@ def sql(paths, query: str, params: dict | None = None) -> pa.Table:
     """Run SQL over the tapes' views; a bad statement is a QueryError with DuckDB's first line."""
     import duckdb
 
-    con = connect(open(paths))
+    from nodetape.store.views import connect_any  # a fleet store's single-scan views, or reader.connect
+
+    con = connect_any(open(paths))
     try:
         rel = con.sql(query, params=params or None)
         if rel is None:  # a statement without a result (SET, CREATE ...)

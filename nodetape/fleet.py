@@ -44,9 +44,9 @@ def _check_engine(engine: str) -> None:
 def _duck(tapes, text: str, params: dict | None) -> pa.Table:
     import duckdb
 
-    from nodetape.tape.reader import connect
+    from nodetape.store.views import connect_any
 
-    con = connect(tapes)
+    con = connect_any(tapes)
     try:
         from nodetape.queries.macros import register  # the time-bucketing macros, where present
         register(con)

@@ -207,13 +207,16 @@ class _Fetcher:
 
 def open_store(location: str | os.PathLike, hosts: str | None = None, start_wall_ns: int | None = None,
                end_wall_ns: int | None = None):
-    """The store's tapes (reader.Tape), narrowed by host glob and wall-time window; UserError if none."""
+    """The store's tapes (reader.Tape, in a StoreTapes list: its .connect() builds single-scan views), narrowed
+    by host glob and wall-time window; UserError if none."""
+    from nodetape.store.views import StoreTapes
+
     sel = select(location, hosts, start_wall_ns, end_wall_ns)
     if not sel.tapes:
         what = f" matching --hosts {hosts!r}" if hosts else ""
         raise UserError(f"{location}: no tapes{what} in the store" + (" for that time window"
                         if start_wall_ns is not None or end_wall_ns is not None else ""))
-    return sel.tapes
+    return StoreTapes(sel.tapes)
 
 
 def parse_wall(text: str | None, option: str) -> int | None:
