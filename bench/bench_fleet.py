@@ -40,8 +40,13 @@ WINDOW_NS = 900 * 10**9    # 15 minutes
 JITTER_NS = 7 * 10**6      # per-host wall-clock shift
 
 
-def build_template(out: Path) -> Path:
-    """One 15-minute tape holding the four fixture recordings, time-shifted apart (real TapeWriter)."""
+def build_template(out: Path, compact: bool = False) -> Path:
+    """One 15-minute tape holding the four fixture recordings, time-shifted apart (real TapeWriter).
+
+    As sealed: one part per fixture part (79 parts, ~87 rows each, as the fixture recorder's
+    1 s flushes sealed them). Compact: one part per table for the 15 minutes (7 parts), what
+    a recorder with a 15-minute flush, or a compaction of the store, would hold.
+    """
     from nodetape.schemas import SCHEMA_VERSION, TABLES
     from nodetape.tape.format import new_manifest
     from nodetape.tape.reader import open_tape
@@ -71,7 +76,8 @@ def build_template(out: Path) -> Path:
                     if f.name not in data.column_names:
                         data = data.append_column(f.name, pa.nulls(data.num_rows, f.type))
                 w.append(table.name, data.select(table.schema.names))
-                w.flush(scheduled=False)  # one part per fixture part, as the recorder sealed them
+                if not compact:
+                    w.flush(scheduled=False)  # one part per fixture part, as the recorder sealed them
     w.manifest["sources"] = base["sources"]
     w.close(start + WINDOW_NS)
     return out
@@ -118,18 +124,19 @@ def _rows(table) -> list:
     return [tuple(r.values()) for r in table.to_pylist()]
 
 
-def prepare(n_hosts: int) -> dict:
+def prepare(n_hosts: int, compact: bool = False) -> dict:
     """Template, host tapes and the store (not timed: the store is what the queries read)."""
     from nodetape.store.push import push
 
     base = WORK / "fleet"
-    template = base / "template"
+    kind = "compact" if compact else "sealed"
+    template = base / f"template-{kind}"
     if not (template / "manifest.json").exists():
         shutil.rmtree(template, ignore_errors=True)
         base.mkdir(parents=True, exist_ok=True)
-        build_template(template)
-    hosts = build_hosts(template, base / "hosts", n_hosts)
-    store = base / f"store-{n_hosts}"
+        build_template(template, compact)
+    hosts = build_hosts(template, base / f"hosts-{kind}", n_hosts)
+    store = base / f"store-{kind}-{n_hosts}"
     st = push(hosts, str(store), stream=None)  # idempotent: a second prepare copies nothing
     return {"template": str(template), "store": str(store), "hosts": [str(h) for h in hosts],
             "parts_per_host": sum(1 for _ in template.glob("*/part-*.parquet")),
@@ -176,3 +183,143 @@ def spark_matches_on_fixtures() -> dict:
         s = fleet.query([str(store)], name, {}, engine="spark")
         same[name] = _rows(d) == _rows(s) and d.schema == s.schema
     return same
+
+
+def _strip(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def _same(a, b) -> bool:
+    return _rows(a) == _rows(b)
+
+
+def run_prepare(n_hosts: int) -> dict:
+    out = {"compact": prepare(n_hosts, compact=True), "sealed": prepare(n_hosts, compact=False)}
+    out["spark_matches_on_fixtures"] = spark_matches_on_fixtures()
+    for v in ("compact", "sealed"):
+        out[v].pop("hosts")
+    return out
+
+
+def run_measure(n_hosts: int, push_hosts: int = 100) -> dict:
+    base = WORK / "fleet"
+    sealed_hosts = [str(base / "hosts-sealed" / f"node-{i:04d}") for i in range(n_hosts)]
+    res: dict = {"hosts": n_hosts, "push": measure_push(sealed_hosts, push_hosts)}
+    compact = str(base / f"store-compact-{n_hosts}")
+    sealed = str(base / f"store-sealed-{n_hosts}")
+    res["duckdb_compact"] = measure_queries(compact, "duckdb", reps=3)
+    res["duckdb_sealed"] = measure_queries(sealed, "duckdb", reps=1)
+    res["spark_compact"] = measure_queries(compact, "spark", reps=1)
+    res["spark_matches_duckdb_1000_hosts"] = {
+        k: _same(res["duckdb_compact"][f"_{k}_table"], res["spark_compact"][f"_{k}_table"])
+        for k in ("pod_births_all_hosts", "pod_births_one_host", "throttle_timeline_all_hosts",
+                  "throttle_timeline_one_host")}
+    for k in ("duckdb_compact", "duckdb_sealed", "spark_compact"):
+        res[k] = _strip(res[k])
+    return res
+
+
+def headline(prep: dict, res: dict) -> dict:
+    d = res["duckdb_compact"]
+    same = all(prep["spark_matches_on_fixtures"].values()) and all(res["spark_matches_duckdb_1000_hosts"].values())
+    return {
+        "fleet_query_s_1000_hosts_pod_births": round(d["pod_births_all_hosts"]["s"]["median"], 2),
+        "fleet_query_s_1000_hosts_throttle_timeline": round(d["throttle_timeline_all_hosts"]["s"]["median"], 2),
+        "fleet_spark_matches_duckdb": same,
+        "push_parts_per_s": round(res["push"]["parts_per_s"]),
+    }
+
+
+def render(prep: dict, res: dict, head: dict) -> str:
+    def q(section, key):
+        s = res[section][key]["s"]
+        return f"{s['median']:.2f} s" + (f" ({s['min']:.2f}–{s['max']:.2f}, n={s['n']})" if s["n"] > 1 else "")
+
+    p = res["push"]
+    c, s = prep["compact"], prep["sealed"]
+    lines = [
+        "## Fleet: a store of 1,000 hosts x 15 minutes (issue 16)", "",
+        "Reproduce: `python -m bench.bench_fleet --phase prepare`, then "
+        "`flock /tmp/nodetape-kernel.lock python -m bench.bench_fleet --phase measure`. "
+        "Measured under the machine-wide lock, but other work (helpers' unit tests, builds) shared the 2 cores.", "",
+        "**The store is built from the real fixture tapes, re-hosted and time-shifted; no row is invented.** "
+        "The four fixture recordings (one boot of one VM, 17 s of real data, "
+        f"{c['rows_per_host']:,} rows) are laid into one 15-minute tape, 225 s apart, by the real TapeWriter; each of "
+        "1,000 hosts is a copy (parts hard-linked) named `node-NNNN` with its wall clock moved NNNN x 7 ms, pushed "
+        f"with `nodetape push`: {c['rows_per_host'] * 1000 / 1e6:.1f} million rows. Two layouts of the same rows: "
+        f"**compact**, one part per table per host ({c['parts_per_host']} parts/host, what a 15-minute flush or a "
+        f"compaction gives), and **as sealed**, the fixture recorder's 1 s parts ({s['parts_per_host']} parts/host, "
+        f"~{s['rows_per_host'] // s['parts_per_host']} rows per part).", "",
+        "| query (wall time, opening the store included) | DuckDB, compact | DuckDB, as sealed | Spark local, compact |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (("pod_births_all_hosts", "pod_births, all 1,000 hosts"),
+                       ("throttle_timeline_all_hosts", "throttle_timeline, all 1,000 hosts"),
+                       ("pod_births_one_host", "pod_births, `--hosts node-0042`"),
+                       ("throttle_timeline_one_host", "throttle_timeline, `--hosts node-0042`")):
+        lines.append(f"| {label} ({res['duckdb_compact'][key]['rows']:,} rows) | {q('duckdb_compact', key)} | "
+                     f"{q('duckdb_sealed', key)} | {q('spark_compact', key)} |")
+    lines += [
+        "",
+        "Spark's times include starting the local session (~15 s here) on the first query. "
+        f"Spark gave identical rows: every named query on the fixture tapes pushed into a store "
+        f"({'yes' if all(prep['spark_matches_on_fixtures'].values()) else 'NO'}), and the four fleet queries above at "
+        f"1,000 hosts ({'yes' if all(res['spark_matches_duckdb_1000_hosts'].values()) else 'NO'}).", "",
+        f"Push to a directory store ({p['hosts']} hosts as sealed, every part fsynced then renamed): "
+        f"{p['parts']:,} parts, {p['bytes'] / 1e6:.1f} MB in {p['seconds']:.1f} s = **{p['parts_per_s']:.0f} parts/s, "
+        f"{p['mb_per_s']:.2f} MB/s**; pushing the same tapes again (all already there, checksums compared) "
+        f"{p['repush_parts_per_s']:.0f} parts/s.", "",
+        "What it shows: at fleet scale the cost is files, not rows: the same rows in 10x more parts take "
+        "several times longer on DuckDB (each scan opens every part; ~140 us per file here). A store fed by 2 s "
+        "flushes needs compaction (merging a host's parts per date) before fleet-wide queries meet a 5 s target; "
+        "that is not built yet. One host's queries prune on the host partition and stay well under a second.", "",
+        "Keys: " + ", ".join(f"`{k}` = {v}" for k, v in head.items()) + " (the query keys are DuckDB on the compact "
+        "store).", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_outputs(prep: dict, res: dict) -> dict:
+    head = headline(prep, res)
+    rpath = REPO / "bench" / "results.json"
+    results = json.loads(rpath.read_text()) if rpath.exists() else {"sections": {}}
+    results.setdefault("sections", {})["fleet"] = {"ok": True, "result": {"prepare": prep, "measure": res}}
+    results.update(head)
+    rpath.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    bpath = REPO / "BENCHMARKS.md"
+    text = bpath.read_text() if bpath.exists() else ""
+    marker = "## Fleet: a store of 1,000 hosts x 15 minutes"
+    if marker in text:
+        start = text.index(marker)
+        nxt = text.find("\n## ", start + 1)
+        text = text[:start] + (text[nxt + 1:] if nxt >= 0 else "")
+    bpath.write_text(text.rstrip("\n") + "\n\n" + render(prep, res, head))
+    return head
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_fleet", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phase", choices=("prepare", "measure", "all"), default="all")
+    ap.add_argument("--hosts", type=int, default=1000)
+    args = ap.parse_args(argv)
+    prep_file = WORK / "fleet" / "prepare.json"
+    if args.phase in ("prepare", "all"):
+        prep = run_prepare(args.hosts)
+        prep_file.write_text(json.dumps(prep, indent=2))
+    if args.phase in ("measure", "all"):
+        prep = json.loads(prep_file.read_text())
+        res = run_measure(args.hosts)
+        print(json.dumps(write_outputs(prep, res), indent=2))
+    return 0
+
+
+def run(quick: bool = False) -> dict:
+    """The suite's entry (bench/__main__.py): prepare and measure with 100 hosts when quick."""
+    n = 100 if quick else 1000
+    prep, res = run_prepare(n), run_measure(n, push_hosts=min(100, n))
+    return {"prepare": prep, "measure": res, **headline(prep, res)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -84,6 +84,10 @@ def connect(tapes, con=None):
     from nodetape.tape.reader import _blame_part
 
     con = con or duckdb.connect()
+    # a view is scanned several times per query; each scan of thousands of small parts
+    # would otherwise re-read every footer (measured: ~140 us per file here)
+    con.execute("SET parquet_metadata_cache = true")
+    con.execute("SET enable_progress_bar = false")  # stdout is for rows
     files = _files_table(tapes)
     con.register("_nodetape_files_arrow", files)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {FILES_TABLE} AS SELECT * FROM _nodetape_files_arrow")
