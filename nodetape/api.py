@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from nodetape.core.errors import QueryError, SourceUnavailable, UserError
-from nodetape.tape.reader import Tape, connect, open_tapes
+from nodetape.tape.reader import Tape, open_tapes
 
 
 # -- recording ---------------------------------------------------------------
@@ -45,6 +45,8 @@ def recorder(
     snapshot_on: Sequence[str] = (),
     snapshot_dir: str | os.PathLike | None = None,
     snapshot_cooldown_ns: int | None = None,
+    push_store: str | None = None,
+    host_label: str | None = None,
 ):
     """A Recorder into the tape folder `out`, checked and ready to run(); bad options are UserError.
 
@@ -54,37 +56,58 @@ def recorder(
     ("psi memory some > 20%", "oom_kill") that save the window into `snapshot_dir`.
     """
     from .recorder.loop import Recorder, RecordOptions
-    from .recorder.registry import parse_source_list
     from .recorder.source import RecordContext
 
-    if isinstance(sources, str) or sources is None:
-        try:
-            names = parse_source_list(sources)
-        except ValueError as e:
-            raise UserError(f"--sources: {e}") from None
-    else:
-        names = list(sources)
     for label, p in (("--cgroup-root", cgroup_root), ("--proc-root", proc_root)):
         if not Path(p).is_dir():
             raise UserError(f"{label} {p}: no such folder")
     _check_psi_triggers(options or {}, proc_root)
-    ctx = RecordContext(
-        cgroup_root=Path(cgroup_root), proc_root=Path(proc_root), sys_root=Path(sys_root),
-        interval_ns=interval_ns, options=dict(options or {}),
-    )
-    from .recorder.triggers import parse_trigger
-
-    try:
-        triggers = [parse_trigger(s) for s in snapshot_on]
-    except ValueError as e:
-        raise UserError(f"--snapshot-on: {e}") from None
-    opts = RecordOptions(out=Path(out), sources=names, ctx=ctx, duration_ns=duration_ns,
+    ctx = RecordContext(cgroup_root=Path(cgroup_root), proc_root=Path(proc_root), sys_root=Path(sys_root),
+                        interval_ns=interval_ns, options=dict(options or {}))
+    opts = RecordOptions(out=Path(out), sources=_source_names(sources), ctx=ctx, duration_ns=duration_ns,
                          flush_interval_ns=flush_ns, progress=progress, retain_ns=retain_ns,
-                         max_tape_bytes=max_tape_bytes, snapshot_on=triggers,
+                         max_tape_bytes=max_tape_bytes, snapshot_on=_triggers(snapshot_on),
                          snapshot_dir=Path(snapshot_dir) if snapshot_dir else None)
     if snapshot_cooldown_ns:
         opts.snapshot_cooldown_ns = snapshot_cooldown_ns
+    opts.push_store, opts.host_label = _push_options(push_store, host_label)
     return Recorder(opts)
+
+
+def _source_names(sources: str | Sequence[str] | None) -> list[str]:
+    from .recorder.registry import parse_source_list
+
+    if isinstance(sources, str) or sources is None:
+        try:
+            return parse_source_list(sources)
+        except ValueError as e:
+            raise UserError(f"--sources: {e}") from None
+    return list(sources)
+
+
+def _triggers(snapshot_on: Sequence[str]) -> list:
+    from .recorder.triggers import parse_trigger
+
+    try:
+        return [parse_trigger(s) for s in snapshot_on]
+    except ValueError as e:
+        raise UserError(f"--snapshot-on: {e}") from None
+
+
+def _push_options(push_store: str | None, host_label: str | None) -> tuple[str | None, str | None]:
+    """--push: a store location checked now (docs/fleet.md); --host: a plain name (it names partitions)."""
+    if push_store:
+        from .store.storefs import check_location
+
+        push_store = check_location(push_store)
+    if host_label is not None:
+        from .store.layout import check_name
+
+        try:
+            host_label = check_name("host", host_label)
+        except UserError as e:
+            raise UserError(f"--host: {e}") from None
+    return push_store or None, host_label
 
 
 def _check_psi_triggers(options: dict, proc_root) -> None:
@@ -101,14 +124,17 @@ def _check_psi_triggers(options: dict, proc_root) -> None:
 
 
 # -- reading -----------------------------------------------------------------
+ENGINES = ("duckdb", "spark")
+
+
 def _paths(tapes) -> list[Path]:
     """Flatten `open("a", "b")`, `open(["a", "b"])` and `open(Path("a"))` into one list."""
     out: list[Path] = []
     for t in tapes:
         if isinstance(t, (str, os.PathLike)):
-            out.append(Path(t))
+            out.append(t if "://" in str(t) else Path(t))  # an object store's URL stays a string
         else:
-            out.extend(Path(p) for p in t)
+            out.extend(p if "://" in str(p) else Path(p) for p in t)
     return out
 
 
@@ -126,28 +152,52 @@ class Tapes:
     Use it from one thread at a time, as a DuckDB connection (open one per thread).
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], *, allow_damaged: bool = False):
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Sequence[str | os.PathLike], *, allow_damaged: bool = False,
+                 hosts: str | None = None, from_: str | None = None, to: str | None = None,
+                 engine: str = "duckdb", spark_master: str | None = None):
+        if engine not in ENGINES:
+            raise UserError(f"--engine: unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
+        self.paths = [Path(p) if "://" not in str(p) else p for p in paths]
         self.allow_damaged = allow_damaged
-        self.tapes: list[Tape] = self._open()
+        self.engine, self.spark_master = engine, spark_master
+        self.tapes: list[Tape] = self._open(hosts, from_, to)
         self._con = None
 
-    def _open(self) -> list[Tape]:
-        """The one place tapes (later a fleet store) are opened and validated."""
+    def _open(self, hosts, from_, to) -> list[Tape]:
+        """The one place tapes, or one fleet store, are opened and validated (docs/fleet.md)."""
+        from nodetape.store.reader import is_store, open_store, parse_wall
+
+        stores = [p for p in self.paths if is_store(p)]
+        if stores:
+            if len(self.paths) > 1:
+                raise UserError(f"{stores[0]}: give one fleet store alone (not with other tapes or stores)")
+            start, end = parse_wall(from_, "--from"), parse_wall(to, "--to")
+            if start is not None and end is not None and end <= start:
+                raise UserError("--to: must be after --from")
+            return open_store(stores[0], hosts, start, end)
+        if hosts is not None or from_ is not None or to is not None:
+            opt = "--hosts" if hosts is not None else "--from" if from_ is not None else "--to"
+            raise UserError(f"{opt}: narrows a fleet store, and {self.paths[0]} is a tape folder")
         # with allow_damaged, each skipped part is named on stderr (and kept in Tape.skipped)
         return open_tapes(self.paths, allow_damaged=self.allow_damaged)
 
     @property
     def con(self):
-        """The DuckDB connection: one view per table over all tapes, the query macros registered."""
+        """The DuckDB connection: one view per table over all tapes (a store's single-scan views), the
+        query macros registered."""
         if self._con is None:
             from nodetape.queries.macros import register
+            from nodetape.store.views import connect_any
 
-            self._con = register(connect(self.tapes))
+            self._con = register(connect_any(self.tapes))
         return self._con
 
     def sql(self, text: str, params: dict | Sequence | None = None) -> pa.Table:
-        """Run SQL over the tapes' views; a bad statement is a QueryError with DuckDB's first line."""
+        """Run SQL over the tapes' views; a bad statement is a QueryError with the engine's first line."""
+        if self.engine == "spark":
+            from nodetape import spark
+
+            return spark.run_sql(self.tapes, text, params or {}, master=self.spark_master)
         import duckdb
 
         try:
@@ -198,12 +248,30 @@ class Tapes:
         return f"<Tapes {', '.join(map(str, self.paths))}>"
 
 
-def open(*tapes: str | os.PathLike | Sequence[str | os.PathLike], allow_damaged: bool = False) -> Tapes:  # noqa: A001
-    """Open tapes once: `nodetape.open("/tmp/tape")`, `nodetape.open("node1", "node2")` or a list.
+def open(*tapes: str | os.PathLike | Sequence[str | os.PathLike], allow_damaged: bool = False,  # noqa: A001
+         hosts: str | None = None, from_: str | None = None, to: str | None = None,
+         engine: str = "duckdb", spark_master: str | None = None) -> Tapes:
+    """Open tapes once: `nodetape.open("/tmp/tape")`, `nodetape.open("node1", "node2")`, a list, or one
+    fleet store (a folder holding `_tapes/`, or s3://...) narrowed by `hosts` (a glob) and `from_`/`to`
+    (ISO wall times). `engine="spark"` runs sql() and query() on Apache Spark instead of DuckDB.
 
     A damaged closed tape raises TapeError naming the part unless `allow_damaged`.
     """
-    return Tapes(_paths(tapes), allow_damaged=allow_damaged)
+    return Tapes(_paths(tapes), allow_damaged=allow_damaged, hosts=hosts, from_=from_, to=to, engine=engine,
+                 spark_master=spark_master)
+
+
+def push(tapes: Sequence[str | os.PathLike], store: str, *, host: str | None = None, quiet: bool = False):
+    """Push tapes' sealed parts and manifests into a fleet store; UserError (exit 2) when a part conflicted."""
+    import sys
+
+    from nodetape.store.push import push as do_push
+
+    stats = do_push([Path(t) for t in tapes], store, host=host, stream=sys.stderr, quiet=quiet)
+    if stats.conflicts:
+        more = f" (and {len(stats.conflicts) - 1} more)" if len(stats.conflicts) > 1 else ""
+        raise UserError(stats.conflicts[0] + more)
+    return stats
 
 
 def list_queries():

@@ -120,3 +120,21 @@ def run_command(command, argv: list[str]) -> int:
         if debug:
             raise
         return _fail(f"internal error: {type(e).__name__}: {e} (NODETAPE_DEBUG=1 shows the traceback)", 1)
+
+
+# -- opening tapes or a fleet store: what every read command shares -------------
+AllowDamagedOpt = Annotated[bool, typer.Option("--allow-damaged", help="Read what is sound of a damaged closed tape; each skipped part is named on stderr.")]
+HostsOpt = Annotated[Optional[str], typer.Option("--hosts", help="Over a fleet store: only hosts matching this glob (e.g. 'node-*').")]
+FromOpt = Annotated[Optional[str], typer.Option("--from", help="Over a fleet store: only parts reaching this ISO wall time or later.")]
+ToOpt = Annotated[Optional[str], typer.Option("--to", help="Over a fleet store: only parts starting before this ISO wall time.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (default) or spark: the same named queries on Apache Spark.")]
+SparkMasterOpt = Annotated[Optional[str], typer.Option("--spark-master", help="With --engine spark: the Spark master URL (default: local mode, or SPARK_MASTER).")]
+
+
+def open_tapes(paths, *, allow_damaged: bool = False, hosts: str | None = None, from_: str | None = None,
+               to: str | None = None, engine: str = "duckdb", spark_master: str | None = None):
+    """The one place a command opens tapes or a store: one validation, one connection (nodetape.open)."""
+    from nodetape import api
+
+    return api.open(paths, allow_damaged=allow_damaged, hosts=hosts, from_=from_, to=to, engine=engine,
+                    spark_master=spark_master)

@@ -49,6 +49,10 @@ DEFAULT_SNAPSHOT_COOLDOWN_NS = 300_000_000_000
 CLOCK_CHECK_NS = 1_000_000_000
 
 
+# how long a stopping recorder waits for the store to take its last parts
+PUSH_FINISH_S = 10.0
+
+
 @dataclass
 class RecordOptions:
     out: Path
@@ -68,6 +72,8 @@ class RecordOptions:
     snapshot_on: list[Trigger] = field(default_factory=list)
     snapshot_dir: Path | None = None
     snapshot_cooldown_ns: int = DEFAULT_SNAPSHOT_COOLDOWN_NS
+    push_store: str | None = None  # --push STORE: sealed parts go to a fleet store (store/pusher.py)
+    host_label: str | None = None  # --host NAME: the tape's host label (a DaemonSet passes the node's name)
 
 
 class Recorder:
@@ -86,6 +92,7 @@ class Recorder:
         self._last_auto_snapshot: int | None = None
         self.snapshots: list[dict] = []
         self.max_lag_ns = 0  # how late the loop's tick ran, since the last stats row
+        self.pusher = None
 
     # -- control -------------------------------------------------------------
     def request_stop(self, *_args) -> None:
@@ -111,6 +118,8 @@ class Recorder:
             raise UserError(f"{out}: output folder exists and is not empty (choose a new OUT)", str(out))
         layout = self.ctx.layout
         host = hostinfo.host_facts(str(self.ctx.proc_root))
+        if self.opts.host_label is not None:  # the label rows and store partitions carry; the kernel's name kept
+            host = {**host, "hostname": self.opts.host_label, "uname_hostname": host["hostname"]}
         options = {
             "sources": self.opts.sources,
             "interval_ns": self.ctx.interval_ns,
@@ -162,7 +171,8 @@ class Recorder:
                 self.rows[table] = self.rows.get(table, 0) + b.num_rows
 
     def _stats_batch(self, now_ns: int):
-        b = stats_batch(now_ns, self.states, self.writer, sum(self.rows.values()), self.max_lag_ns)
+        b = stats_batch(now_ns, self.states, self.writer, sum(self.rows.values()), self.max_lag_ns,
+                        self.pusher.stats_json() if self.pusher else None)
         self.max_lag_ns = 0
         return b
 
@@ -177,11 +187,15 @@ class Recorder:
                 key = f"{st.name}: {s.drop_reason or 'dropped'}"
                 d[key] = d.get(key, 0) + s.dropped
         self.writer.set_sources({st.name: st.to_json() for st in self.states}, drops, self.snapshots)
+        if self.pusher is not None:
+            self.writer.manifest.push = self.pusher.stats_json()
 
     # -- snapshots -------------------------------------------------------------
     def _snapshot(self, out: Path, reason: str) -> Path:
         self._sync_manifest_sources()
         path = self.writer.snapshot(out, reason)
+        if self.pusher is not None:
+            self.pusher.snapshot(path)
         self.snapshots.append({"path": str(path), "reason": reason, "taken_ns": boottime_ns()})
         return path
 
@@ -229,6 +243,11 @@ class Recorder:
     def run(self) -> dict:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest.start_ns
+        if self.opts.push_store:
+            from nodetape.store.pusher import Pusher
+
+            self.pusher = Pusher(self.opts.push_store, self.opts.out)
+            self.writer.on_sealed = self.pusher.sealed
         failure: BaseException | None = None
         try:
             start_sources(self.opts.sources, self.ctx, self.states, self._write)
@@ -247,9 +266,21 @@ class Recorder:
                 self.writer.close(end)
             except DiskFull as e:
                 failure = failure or e
+            self._finish_push()
         if failure is not None:
             raise failure
         return self.writer.manifest
+
+    def _finish_push(self) -> None:
+        """The last parts and the closed manifest to the store (bounded wait), the counters into the manifest."""
+        if self.pusher is None:
+            return
+        self.pusher.finish(PUSH_FINISH_S)
+        self.writer.manifest.push = self.pusher.stats_json()
+        try:
+            atomic_write_json(self.opts.out / "manifest.json", self.writer.manifest.to_dict())
+        except OSError:
+            pass  # the tape's manifest without the final counters; the store has the parts
 
     def _check_clock(self) -> None:
         keep = boottime_ns() - self.opts.retain_ns if self.opts.retain_ns else None

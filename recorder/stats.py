@@ -16,6 +16,7 @@ from nodetape.recorder.lifecycle import SourceState
 from nodetape.schemas import batch
 
 _COLS = ("ts_ns", "source", "events", "dropped", "drop_reason", "lag_ns", "recorder_cpu_usec", "recorder_rss_bytes")
+_PUSH = ("parts", "bytes", "failures", "pending")  # record --push, on the recorder's own row
 
 
 def rss_bytes() -> int | None:
@@ -31,8 +32,10 @@ def cpu_usec() -> int:
     return int((ru.ru_utime + ru.ru_stime) * 1_000_000)
 
 
-def stats_batch(now_ns: int, states: list[SourceState], writer, rows_written: int, max_lag_ns: int) -> pa.RecordBatch:
-    """The rows of one stats interval; `writer` is the TapeWriter (its drops by table and reason)."""
+def stats_batch(now_ns: int, states: list[SourceState], writer, rows_written: int, max_lag_ns: int,
+                push: dict | None = None) -> pa.RecordBatch:
+    """The rows of one stats interval; `writer` is the TapeWriter (its drops by table and reason),
+    `push` the pusher's counters when recording with --push."""
     cols: dict[str, list] = {k: [] for k in _COLS}
     for st in states:
         if st.source is None:
@@ -48,4 +51,7 @@ def stats_batch(now_ns: int, states: list[SourceState], writer, rows_written: in
     for k, v in zip(_COLS, (now_ns, "recorder", rows_written, writer.dropped_rows, reason, max_lag_ns,
                             cpu_usec(), rss_bytes())):
         cols[k].append(v)
+    n_sources = len(cols["ts_ns"]) - 1
+    for k in _PUSH:  # NULL on source rows, and when not pushing
+        cols[f"push_{k}"] = [None] * n_sources + [(push or {}).get(k)]
     return batch("recorder_stats", cols)

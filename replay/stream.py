@@ -149,4 +149,6 @@ def open(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Replay:  # n
     """Open one tape (a path) or several (a list of paths) for replay."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if paths and all(isinstance(p, Tape) for p in paths):
+        return Replay(list(paths))  # already opened (a fleet store's tapes, nodetape/store/reader.py)
     return Replay(open_tapes([Path(p) for p in paths]))

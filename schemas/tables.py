@@ -322,6 +322,10 @@ TABLES: tuple[Table, ...] = (
             C("lag_ns", pa.int64(), "ns", "How late the source's last poll ran behind its schedule."),
             C("recorder_cpu_usec", pa.int64(), "usec", "Cumulative CPU time of the recorder process (user + system)."),
             C("recorder_rss_bytes", pa.int64(), "bytes", "Resident set size of the recorder process."),
+            C("push_parts", pa.int64(), "count", "With record --push, on the recorder's row: cumulative sealed parts pushed to the fleet store; NULL when not pushing."),
+            C("push_bytes", pa.int64(), "bytes", "With record --push, on the recorder's row: cumulative bytes of parts pushed to the fleet store; NULL when not pushing."),
+            C("push_failures", pa.int64(), "count", "With record --push, on the recorder's row: cumulative failed push attempts (store unreachable), each retried with backoff; NULL when not pushing."),
+            C("push_pending", pa.int64(), "count", "With record --push, on the recorder's row: sealed parts queued and not yet in the store; NULL when not pushing."),
         ),
     ),
 )

@@ -46,10 +46,10 @@ CLOCK_STEP_NS = 1_000_000
 _ALWAYS = ("format", "format_version", "nodetape_version", "schema_version", "host", "clock", "cgroup", "options",
            "start_ns", "end_ns", "closed", "sources", "tables")
 _OPTIONAL = ("recorder", "last_flush_ns", "retention", "disk_full", "snapshot", "snapshots", "writer", "stop_reason",
-             "slice")
+             "slice", "push")
 _KNOWN = ("format", "format_version", "nodetape_version", "schema_version", "host", "clock", "cgroup",
           "options", "start_ns", "end_ns", "closed", "sources", "tables", "recorder", "last_flush_ns",
-          "retention", "disk_full", "snapshot", "snapshots", "writer", "stop_reason", "slice")
+          "retention", "disk_full", "snapshot", "snapshots", "writer", "stop_reason", "slice", "push")
 
 
 @dataclass(eq=False)
@@ -75,6 +75,7 @@ class Manifest(Mapping):
     writer: dict | None = None
     stop_reason: str | None = None
     slice: dict | None = None
+    push: dict | None = None  # record --push: parts, bytes, failures, pending (store/pusher.py)
     extra: dict = field(default_factory=dict)
 
     # -- constructors ------------------------------------------------------------
@@ -136,6 +137,7 @@ class Manifest(Mapping):
             writer=_writer(f, g("writer")),
             stop_reason=f.text(g("stop_reason"), "stop_reason"),
             slice=f.json(f.obj(g("slice"), "slice", optional=True), "slice"),
+            push=f.json(f.obj(g("push"), "push", optional=True), "push"),
             extra={k: f.json(v, k) for k, v in data.items() if k not in _KNOWN},
         )
 

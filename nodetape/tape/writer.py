@@ -104,6 +104,8 @@ class TapeWriter:
     Not thread-safe: the recorder loop owns it.
     """
 
+    on_sealed = None  # callable(table, path) run once a part is renamed into place (store/pusher.py)
+
     def __init__(self, path: str | os.PathLike, manifest: Manifest | dict, *,
                  offline: bool = False,
                  flush_interval_ns: int = DEFAULT_FLUSH_NS,
@@ -271,6 +273,8 @@ class TapeWriter:
         _write_file(tmp, data)
         os.replace(tmp, folder / name)
         fsync_dir(folder)
+        if self.on_sealed is not None:
+            self.on_sealed(buf.name, folder / name)
         max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
         self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock(),
                                  blake2b_hex(data)))

@@ -35,7 +35,6 @@ import os
 import re
 import threading
 from collections import OrderedDict, deque
-from pathlib import Path
 
 from ...schemas import batch
 from ..cgroup_tree import release_shared, shared_tree

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 FOLDERS = {"nodetape": "nodetape", "recorder": "nodetape.recorder", "replay": "nodetape.replay",
            "schemas": "nodetape.schemas", "queries": "nodetape.queries"}
 LAYERS = {"nodetape.core": 0, "nodetape.schemas": 1, "nodetape.tape": 2,
-          "nodetape.recorder": 3, "nodetape.replay": 3, "nodetape.queries": 3}
+          "nodetape.recorder": 3, "nodetape.replay": 3, "nodetape.queries": 3, "nodetape.store": 3}
 TOP = 4
 
 
@@ -161,7 +161,7 @@ MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 # over the limits when this test was written, in files other parts of issue 13 are
 # rewriting; an entry that no longer exceeds its limit fails too, so the list only shrinks
 KNOWN_OVER = {
-    "nodetape/tape/writer.py", "nodetape/tape/format.py:_check",
+    "nodetape/tape/writer.py",
 }
 
 
