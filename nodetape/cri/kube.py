@@ -87,8 +87,8 @@ def container_spec(container: dict, volumes: dict, *, node_name: str, host_paths
         container["name"], list(container.get("command") or []), image=image or container["image"],
         cpu_quota_us=cpu_quota_us(limits.get("cpu")), memory_limit_bytes=memory_bytes(limits.get("memory")),
         args=args, env=env, mounts=_mounts(container, volumes, host_paths, scratch),
-        capabilities_add=[f"CAP_{c}" for c in caps.get("add") or []],
-        capabilities_drop=[c if c == "ALL" else f"CAP_{c}" for c in caps.get("drop") or []],
+        # as the kubelet passes them: the pod spec's names (the runtime adds the CAP_ prefix)
+        capabilities_add=list(caps.get("add") or []), capabilities_drop=list(caps.get("drop") or []),
         readonly_rootfs=bool(sec.get("readOnlyRootFilesystem")),
         no_new_privs=sec.get("allowPrivilegeEscalation") is False)
 
