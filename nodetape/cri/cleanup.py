@@ -247,6 +247,8 @@ def sweep_stale(cgroup_root: Path) -> list[Path]:
         swept.append(base)
     if swept and not any(_may_use_bridge(b) for b in Path("/run").glob("nt-cri-*")):
         delete_bridge()
+        # whether the dead harness made these is unknown now; empty, they hold nothing of anyone's
+        remove_dirs_if_empty([SHIM_SOCKETS, SHIM_SOCKETS.parent, CNI_RESULTS, CNI_RESULTS.parent])
     return swept
 
 

@@ -151,7 +151,8 @@ class CriHarness:
             try:
                 self.teardown(run)
             except Exception:  # noqa: BLE001 - the forced cleanup below does the rest
-                self.runs.remove(run) if run in self.runs else None
+                if run in self.runs:
+                    self.runs.remove(run)
                 for d in run.cgroup_dirs:
                     cleanup.remove_cgroup_tree(d)
                 cleanup.remove_empty_parents(self.cgroup_root, run.spec.cgroup_parent)

@@ -114,3 +114,4 @@ def test_a_killed_harness_is_swept_by_the_next_one():
     assert residue(base, address, CGROUP_ROOT, [parent]), "SIGKILL cannot clean up"
     with CriHarness():
         assert residue(base, address, CGROUP_ROOT, [parent]) == []
+    assert not Path("/run/containerd/s").exists() or any(Path("/run/containerd/s").iterdir())
