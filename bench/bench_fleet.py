@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .common import REPO, WORK, median_spread
+from .common import REPO, WORK, median_spread, write_section
 
 FIXTURES = sorted((REPO / "fixtures" / "tapes").iterdir())
 SPACING_NS = 225 * 10**9   # each fixture recording starts this long after the previous one
@@ -285,19 +285,8 @@ def render(prep: dict, res: dict, head: dict) -> str:
 
 def write_outputs(prep: dict, res: dict) -> dict:
     head = headline(prep, res)
-    rpath = REPO / "bench" / "results.json"
-    results = json.loads(rpath.read_text()) if rpath.exists() else {"sections": {}}
-    results.setdefault("sections", {})["fleet"] = {"ok": True, "result": {"prepare": prep, "measure": res}}
-    results.update(head)
-    rpath.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    bpath = REPO / "BENCHMARKS.md"
-    text = bpath.read_text() if bpath.exists() else ""
-    marker = "## Fleet: a store of 1,000 hosts x 15 minutes"
-    if marker in text:
-        start = text.index(marker)
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + (text[nxt + 1:] if nxt >= 0 else "")
-    bpath.write_text(text.rstrip("\n") + "\n\n" + render(prep, res, head))
+    write_section("fleet", "## Fleet: a store of 1,000 hosts x 15 minutes", {"prepare": prep, "measure": res}, head,
+                  render(prep, res, head))
     return head
 
 

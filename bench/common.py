@@ -46,3 +46,22 @@ def run_quiet(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProce
 
 def now() -> float:
     return time.monotonic()
+
+
+def write_section(key: str, marker: str, section: dict, head: dict, markdown: str) -> None:
+    """A standalone section's results into bench/results.json (its section and headline keys) and its
+    markdown into BENCHMARKS.md in place of its previous text (the section starting at `marker`)."""
+    import json
+
+    rpath = REPO / "bench" / "results.json"
+    results = json.loads(rpath.read_text()) if rpath.exists() else {"sections": {}}
+    results.setdefault("sections", {})[key] = {"ok": True, "result": section}
+    results.update(head)
+    rpath.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    bpath = REPO / "BENCHMARKS.md"
+    text = bpath.read_text() if bpath.exists() else ""
+    if marker in text:
+        start = text.index(marker)
+        nxt = text.find("\n## ", start + 1)
+        text = text[:start] + (text[nxt + 1:] if nxt >= 0 else "")
+    bpath.write_text(text.rstrip("\n") + "\n\n" + markdown)

@@ -14,9 +14,8 @@ dashboard (deploy/grafana-dashboard.json) and its test use exactly these names.
 Counters keep the meaning of the manifest's counts: `nodetape_source_dropped_total`
 summed over `reason` equals `sources.<name>.dropped` in the manifest.
 
-Pushing parts to a fleet store is another component's job; it reports through
-`RecorderMetrics.record_push()`. Until something pushes, the push metrics exist
-and read 0.
+Pushes to a fleet store (`record --push`) are read from the recorder's pusher with
+the rest; without --push, the push metrics exist and read 0.
 """
 
 from __future__ import annotations
@@ -206,6 +205,14 @@ class RecorderMetrics:
         values = read_recorder(rec, self._parts, recording=True)
         with self._lock:
             self._values = values
+            self._read_push(rec)
+
+    def _read_push(self, rec) -> None:
+        pusher = getattr(rec, "pusher", None)
+        if pusher is not None:
+            c = pusher.counters
+            self._push = {"nodetape_last_push_timestamp_seconds": c.last_push_s, "nodetape_pushed_parts": c.parts,
+                          "nodetape_push_failures": c.failures}
 
     def finish(self) -> None:
         """After the recorder stopped: the final counts (those of the manifest), recording 0."""
@@ -213,15 +220,7 @@ class RecorderMetrics:
             values = read_recorder(self._rec, self._parts, recording=False)
             with self._lock:
                 self._values = values
-
-    def record_push(self, ok: bool, parts: int = 0) -> None:
-        """For the fleet pusher: one push attempt, and how many parts it delivered."""
-        with self._lock:
-            if ok:
-                self._push["nodetape_last_push_timestamp_seconds"] = time.time()
-                self._push["nodetape_pushed_parts"] += parts
-            else:
-                self._push["nodetape_push_failures"] += 1
+                self._read_push(self._rec)
 
     # -- prometheus-client -----------------------------------------------------
     def describe(self):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class PushCounters:
     failures: int = 0
     expired: int = 0
     last_error: str | None = None
+    last_push_s: float = 0.0  # wall time of the last part delivered (the metrics' last push timestamp)
 
 
 class Pusher:
@@ -116,6 +118,8 @@ class Pusher:
             target.push_part(table, path, part_index(path.name), st)
         self.counters.parts += st.parts_pushed
         self.counters.bytes += st.bytes_pushed
+        if st.parts_pushed:
+            self.counters.last_push_s = time.time()
         if st.conflicts:
             self.counters.last_error = st.conflicts[0]
         with self._lock:

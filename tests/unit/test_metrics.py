@@ -126,15 +126,30 @@ def manifest_path(recorded) -> Path:
     return Path(metrics._rec.writer.path) / "manifest.json"
 
 
-def test_push_metrics_exist_at_zero_and_count(recorded):
+def test_push_metrics_exist_at_zero_without_push(recorded):
     metrics, port, during, after, manifest = recorded
     for name in ("nodetape_last_push_timestamp_seconds", "nodetape_pushed_parts_total", "nodetape_push_failures_total"):
         assert after[(name, ())] == 0
-    metrics.record_push(True, parts=3)
-    metrics.record_push(False)
-    now = scrape(port)
-    assert now[("nodetape_pushed_parts_total", ())] == 3
-    assert now[("nodetape_push_failures_total", ())] == 1
+
+
+def test_push_metrics_count_what_record_push_delivered(tmp_path):
+    """A real recording with --push into a directory store: the metrics equal the manifest's push counters."""
+    root = tmp_path / "cgroupfs"
+    shutil.copytree(SYNTH, root)
+    metrics = serve(0, "127.0.0.1")
+    try:
+        rec = Recorder(RecordOptions(out=tmp_path / "tape", sources=["cgroup", "samples"],
+                                     ctx=RecordContext(cgroup_root=root, interval_ns=200_000_000),
+                                     duration_ns=int(1.5e9), tick_ns=50_000_000, progress=metrics,
+                                     flush_interval_ns=500_000_000, push_store=str(tmp_path / "store")))
+        manifest = rec.run()
+        metrics.finish()
+        now = scrape(metrics.server.server_port)
+    finally:
+        metrics.server.shutdown()
+    assert manifest["push"]["parts"] > 0 and manifest["push"]["failures"] == 0
+    assert now[("nodetape_pushed_parts_total", ())] == manifest["push"]["parts"]
+    assert now[("nodetape_push_failures_total", ())] == 0
     assert now[("nodetape_last_push_timestamp_seconds", ())] > 1e9
 
 
