@@ -166,8 +166,8 @@ with_procs AS (
     SELECT DISTINCT host FROM processes
 ),
 last AS (
-    SELECT host, pod_uid, arg_max(stage, (ts_ns, rank)) AS last_stage, max(ts_ns) AS last_ns,
-           arg_max(ts, (ts_ns, rank)) AS ts
+    SELECT host, pod_uid, arg_max(stage, (ts_ns, rank, stage)) AS last_stage, max(ts_ns) AS last_ns,
+           arg_max(ts, (ts_ns, rank, stage)) AS ts  -- the label breaks ties: the same row on every engine
     FROM named GROUP BY ALL
 ),
 names AS (
