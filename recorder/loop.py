@@ -35,6 +35,7 @@ from nodetape.core import hostinfo
 from nodetape.core.clock import boottime_ns, clock_pair
 from nodetape.core.errors import UserError
 from nodetape.schemas import SCHEMA_VERSION
+from nodetape.tape.compact import Compactor, Policy
 from nodetape.tape.format import Manifest
 from nodetape.tape.fs import atomic_write_json
 from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
@@ -68,6 +69,8 @@ class RecordOptions:
     snapshot_on: list[Trigger] = field(default_factory=list)
     snapshot_dir: Path | None = None
     snapshot_cooldown_ns: int = DEFAULT_SNAPSHOT_COOLDOWN_NS
+    # merge small parts in the background (nodetape/tape/compact.py)
+    compact: bool = True
 
 
 class Recorder:
@@ -77,6 +80,7 @@ class Recorder:
         self.states: list[SourceState] = []
         self._stop = threading.Event()
         self.writer: TapeWriter | None = None
+        self.compactor: Compactor | None = None
         self.start_ns = 0
         self.rows: dict[str, int] = {}
         self._snapshot_wanted = threading.Event()
@@ -230,6 +234,8 @@ class Recorder:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest.start_ns
         failure: BaseException | None = None
+        if self.opts.compact:
+            self.compactor = Compactor(self.writer, Policy.for_window(self.opts.flush_interval_ns, self.opts.retain_ns))
         try:
             start_sources(self.opts.sources, self.ctx, self.states, self._write)
             trim_heap()
@@ -240,6 +246,8 @@ class Recorder:
             failure = e
         finally:
             stop_active(self.states, self._write)
+            if self.compactor is not None:
+                self.compactor.stop(install=failure is None)
             end = boottime_ns()
             try:
                 self._write([("recorder_stats", self._stats_batch(end))])
@@ -254,6 +262,17 @@ class Recorder:
     def _check_clock(self) -> None:
         keep = boottime_ns() - self.opts.retain_ns if self.opts.retain_ns else None
         self.writer.add_clock_pair(clock_pair(), keep_from_ns=keep)
+
+    def _flush(self) -> None:
+        """The periodic flush; finished merges are installed first, so its one manifest rewrite
+        names them, and new ones are planned on the parts it leaves (compact.py)."""
+        self._sync_manifest_sources()
+        c = self.compactor
+        if c is not None:
+            c.install_done()
+        self.writer.flush()
+        if c is not None:
+            c.schedule()
 
     def _loop(self) -> None:
         tick = self.opts.tick_ns
@@ -278,8 +297,7 @@ class Recorder:
             if self._trigger_fired is not None:
                 self._maybe_auto_snapshot(now)
             if self.writer.due():
-                self._sync_manifest_sources()
-                self.writer.flush()
+                self._flush()
             if self.opts.progress and now >= next_progress:
                 self.opts.progress(self)
                 next_progress = now + 1_000_000_000
