@@ -260,6 +260,10 @@ class Compactor:
                 self.stats.dropped += 1
         return n
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the batch in flight is merged (tests, benchmarks); True if idle."""
+        return self._idle.wait(timeout)
+
     def stop(self, install: bool = True) -> None:
         """Stop the thread (between two merges); install what is done, or drop it."""
         self._abort.set()
