@@ -258,6 +258,7 @@ class Compactor:
                 self.stats.bytes_out += m.info.bytes
             else:
                 self.stats.dropped += 1
+        self.writer.compaction = self.stats.to_json()
         return n
 
     def wait(self, timeout: float | None = None) -> bool:

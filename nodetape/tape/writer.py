@@ -142,6 +142,8 @@ class TapeWriter:
         self.degraded = False  # raw tables are no longer written (disk full)
         self.failed = False    # nothing more can be written
         self.manifest_stale = False
+        # what a compactor (compact.py) did, kept in the manifest's writer stats
+        self.compaction: dict | None = None
         self.ledger = PartLedger(self.path, manifest, retain_ns=retain_ns, max_bytes=max_tape_bytes,
                                  grace_ns=self.delete_grace_ns, clock=clock, boot_clock=boot_clock)
         self._create()
@@ -328,8 +330,11 @@ class TapeWriter:
 
     # -- manifest ---------------------------------------------------------------
     def stats_json(self) -> dict:
-        return {"dropped": self.dropped, "early_flushes": self.early_flushes,
-                "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes}
+        d = {"dropped": self.dropped, "early_flushes": self.early_flushes,
+             "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes}
+        if self.compaction:
+            d["compaction"] = self.compaction
+        return d
 
     def _try_write_manifest(self) -> bool:
         try:
@@ -361,7 +366,7 @@ class TapeWriter:
         if self.failed:
             self._try_write_manifest()
             return
-        if self.dropped or self.early_flushes:
+        if self.dropped or self.early_flushes or self.compaction:
             self.manifest.writer = self.stats_json()
         self._write_manifest_or_fail()
 
@@ -390,7 +395,7 @@ class TapeWriter:
         self.ledger.finish(0 if self.failed else 1_000_000_000)
         self._release_reserve()
         self.manifest.close(end_ns)
-        if self.dropped or self.early_flushes:
+        if self.dropped or self.early_flushes or self.compaction:
             self.manifest.writer = self.stats_json()
         if self.failed:
             self._try_write_manifest()
