@@ -175,6 +175,52 @@ def live_run(out: Path, compact: bool, seconds: int = 150) -> dict:
             "compaction": (m.get("writer") or {}).get("compaction")}
 
 
+def rowgroup_run(src: Path, rows: int = 800_000) -> list[dict]:
+    """One compacted cgroup_samples part of `rows` real rows (repeated, time-spread over 162 s, the
+    top tier at 2 s flushes), written with several row group sizes: bytes, footer bytes, open
+    (footer validation) and a 10 s time-range count in DuckDB (median of 5)."""
+    import statistics
+
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nodetape.schemas import table as table_of
+    from nodetape.tape.compact import encode_sorted
+    from nodetape.tape.reader import _validate_part
+
+    base = pa.concat_tables(_parts(src)["cgroup_samples"])
+    reps = -(-rows // base.num_rows)
+    t = pa.concat_tables([base] * reps).slice(0, rows)
+    ts = pa.array([i * 162_000_000_000 // rows for i in range(rows)], pa.int64())
+    t = t.set_column(t.column_names.index("ts_ns"), "ts_ns", ts)
+    out = []
+    for rg in (1024, 4096, 16384, 131072, 1 << 20):
+        f = WORK / "compact" / f"rg-{rg}.parquet"
+        data = encode_sorted(t, rg)
+        f.write_bytes(data.to_pybytes())
+        meta = pq.read_metadata(f)
+        t0 = time.perf_counter()
+        _validate_part(f, table_of("cgroup_samples"))
+        open_s = time.perf_counter() - t0
+        con = duckdb.connect()
+        times = []
+        for k in range(5):
+            lo = (20 + 25 * k) * 1_000_000_000
+            t0 = time.perf_counter()
+            con.execute(f"SELECT count(*), avg(cpu_usage_usec) FROM read_parquet('{f}') "
+                        f"WHERE ts_ns >= {lo} AND ts_ns < {lo + 10_000_000_000}").fetchall()
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        con.execute(f"SELECT count(*), avg(cpu_usage_usec) FROM read_parquet('{f}')").fetchall()
+        full_s = time.perf_counter() - t0
+        out.append({"row_group_rows": rg, "row_groups": meta.num_row_groups, "bytes": f.stat().st_size,
+                    "footer_bytes": meta.serialized_size, "validate_s": open_s,
+                    "range_10s_query_s": statistics.median(times), "full_scan_s": full_s})
+        f.unlink()
+    return out
+
+
 def _minmax(vals: list[float]) -> dict:
     return {"min": min(vals), "max": max(vals), "n": len(vals)}
 
@@ -182,7 +228,7 @@ def _minmax(vals: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", choices=("window", "live"), default=None)
+    ap.add_argument("--only", choices=("window", "live", "rowgroups"), default=None)
     ap.add_argument("--source", type=Path, default=None, help="a recorded tape to take rows from")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -190,10 +236,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = WORK / "compact"
     work.mkdir(parents=True, exist_ok=True)
-    src = args.source or (record_source(work / "source") if args.only != "live" else None)
+    src = args.source or (record_source(work / "source") if args.only in (None, "window") else work / "source")
     res: dict = {"window": [], "live": []}
     if (WORK / "compact.json").exists():
         res = json.loads((WORK / "compact.json").read_text())
+    if args.only == "rowgroups":
+        res["rowgroups"] = rowgroup_run(src)
+        for r in res["rowgroups"]:
+            print(json.dumps(r), flush=True)
+        (WORK / "compact.json").write_text(json.dumps(res, indent=2))
+        return 0
     if args.only != "live":
         res["window"] = []
     for i in range(args.runs if args.only != "live" else 0):
@@ -201,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             r = window_run(src, work / f"window-{int(compact)}", compact)
             print(json.dumps(r), flush=True)
             res["window"].append(r)
-    if args.only != "window":
+    if args.only in (None, "live"):
         res["live"] = []
         for i in range(args.runs):
             for compact in (True, False):

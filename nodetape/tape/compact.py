@@ -230,8 +230,9 @@ class Compactor:
     # -- the writer's thread -----------------------------------------------------
     def schedule(self) -> int:
         """Plan merges over the ledger's parts and hand them to the thread (if it is idle); how many."""
-        if not self._idle.is_set() or self._job is not None or self.writer.failed:
-            return 0
+        w = self.writer
+        if not self._idle.is_set() or self._job is not None or w.failed or w.degraded or w.manifest.disk_full:
+            return 0  # one batch at a time; on a full disk, space goes to new rows, not to copies
         from nodetape.schemas import table as table_of
 
         groups = []

@@ -142,8 +142,7 @@ class TapeWriter:
         self.degraded = False  # raw tables are no longer written (disk full)
         self.failed = False    # nothing more can be written
         self.manifest_stale = False
-        # what a compactor (compact.py) did, kept in the manifest's writer stats
-        self.compaction: dict | None = None
+        self.compaction: dict | None = None  # a compactor's stats (compact.py), kept in the manifest
         self.ledger = PartLedger(self.path, manifest, retain_ns=retain_ns, max_bytes=max_tape_bytes,
                                  grace_ns=self.delete_grace_ns, clock=clock, boot_clock=boot_clock)
         self._create()
@@ -330,11 +329,9 @@ class TapeWriter:
 
     # -- manifest ---------------------------------------------------------------
     def stats_json(self) -> dict:
-        d = {"dropped": self.dropped, "early_flushes": self.early_flushes,
-             "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes}
-        if self.compaction:
-            d["compaction"] = self.compaction
-        return d
+        return {"dropped": self.dropped, "early_flushes": self.early_flushes,
+                "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes,
+                **({"compaction": self.compaction} if self.compaction else {})}
 
     def _try_write_manifest(self) -> bool:
         try:
