@@ -160,10 +160,9 @@ def merge(tape: Path, inputs: list[PartInfo], time_column: str, now_ns: int) -> 
     return Merged(inputs, tmp, folder / info.name, info)
 
 
-def install(ledger, m: Merged) -> bool:
-    """Steps 2-3 (the writer's thread): rename into place, then the ledger names it instead of
-    its inputs; the caller's next manifest rewrite makes it durable. False (and the temp file
-    removed) when an input left the ledger meanwhile (retired)."""
+def place(ledger, m: Merged) -> bool:
+    """Step 2 without its fsync: rename into place if every input is still live (else remove the
+    temp file: an input was retired meanwhile, and False)."""
     live = ledger.parts.get(m.info.table, [])
     n = len(m.inputs)
     at = next((i for i, p in enumerate(live) if p is m.inputs[0]), -1)
@@ -172,6 +171,14 @@ def install(ledger, m: Merged) -> bool:
         discard(m)
         return False
     os.replace(m.tmp, m.final)
+    return True
+
+
+def install(ledger, m: Merged) -> bool:
+    """Steps 2-3 (the writer's thread): rename into place, fsync the folder, then the ledger
+    names it instead of its inputs; the caller's next manifest rewrite makes that durable."""
+    if not place(ledger, m):
+        return False
     fsync_dir(m.final.parent)
     _step("renamed")
     ledger.replace(m.inputs, m.info)
@@ -249,18 +256,20 @@ class Compactor:
         if self._job is None or not self._idle.is_set():
             return 0
         job, self._job = self._job, None
-        n = 0
-        for m in job.done:
-            if install(self.writer.ledger, m):
-                n += 1
-                self.stats.merges += 1
-                self.stats.parts_in += len(m.inputs)
-                self.stats.bytes_in += sum(p.bytes for p in m.inputs)
-                self.stats.bytes_out += m.info.bytes
-            else:
-                self.stats.dropped += 1
+        ledger = self.writer.ledger
+        placed = [m for m in job.done if place(ledger, m)]
+        self.stats.dropped += len(job.done) - len(placed)
+        # one fsync per folder, before the manifest can name any of them
+        for folder in {m.final.parent for m in placed}:
+            fsync_dir(folder)
+        for m in placed:
+            ledger.replace(m.inputs, m.info)
+            self.stats.merges += 1
+            self.stats.parts_in += len(m.inputs)
+            self.stats.bytes_in += sum(p.bytes for p in m.inputs)
+            self.stats.bytes_out += m.info.bytes
         self.writer.compaction = self.stats.to_json()
-        return n
+        return len(placed)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the batch in flight is merged (tests, benchmarks); True if idle."""
