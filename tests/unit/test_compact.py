@@ -230,3 +230,32 @@ def test_a_crash_at_any_step_loses_nothing_and_counts_nothing_twice(tmp_path, mo
     assert res.sound, res.problems
     names = set(read_manifest(tape).tables["psi_samples"].parts)
     assert all((tape / "psi_samples" / n).exists() for n in names)  # never a missing file
+
+
+# -- in the recorder loop ----------------------------------------------------------
+
+def test_the_recorder_compacts_at_its_flushes(tmp_path):
+    """A real recording on a synthetic cgroup2 tree (no root): 50 ms flushes in a 15 s window
+    (60 flushes per top-tier part at most), stopped cleanly: merges happened, the closed tape
+    verifies, and every recorder_stats row is there once."""
+    import shutil
+    from pathlib import Path
+
+    from nodetape.recorder.loop import Recorder, RecordOptions
+    from nodetape.recorder.source import RecordContext
+
+    root = tmp_path / "cgroupfs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "synthetic" / "v2-systemd", root)
+    rec = Recorder(RecordOptions(out=tmp_path / "tape", sources=["cgroup", "samples", "psi"],
+                                 ctx=RecordContext(cgroup_root=root, interval_ns=50_000_000),
+                                 duration_ns=int(4e9), tick_ns=25_000_000, flush_interval_ns=50_000_000,
+                                 retain_ns=15_000_000_000))
+    m = rec.run()
+    tape = tmp_path / "tape"
+    assert m.writer["compaction"]["merges"] > 0 and m.writer["compaction"]["errors"] == 0
+    assert any(part_range(n)[0] < part_range(n)[1] for e in m.tables.values() for n in e.parts)
+    res = verify_tape(tape)
+    assert res.sound, res.problems
+    con = connect(open_tapes([tape]))
+    n, d = con.execute("SELECT count(*), count(DISTINCT (ts_ns, source)) FROM recorder_stats").fetchone()
+    assert n == d and n == m.tables["recorder_stats"].rows
