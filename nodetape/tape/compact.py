@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nodetape.schemas import table as table_of
 from nodetape.tape.fs import fsync_dir
 from nodetape.tape.partfile import blake2b_hex, parquet_options
 from nodetape.tape.partfile import write_file as _write_file
@@ -241,8 +242,6 @@ class Compactor:
         w = self.writer
         if not self._idle.is_set() or self._job is not None or w.failed or w.degraded or w.manifest.disk_full:
             return 0  # one batch at a time; on a full disk, space goes to new rows, not to copies
-        from nodetape.schemas import table as table_of
-
         groups = []
         for name, parts in self.writer.ledger.parts.items():
             groups += [(g, table_of(name).time_column) for g in plan(parts, self.policy)]
