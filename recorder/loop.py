@@ -35,6 +35,7 @@ from nodetape.core import hostinfo
 from nodetape.core.clock import boottime_ns, clock_pair
 from nodetape.core.errors import UserError
 from nodetape.schemas import SCHEMA_VERSION
+from nodetape.tape.compact import Compactor, Policy
 from nodetape.tape.format import Manifest
 from nodetape.tape.fs import atomic_write_json
 from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
@@ -74,6 +75,8 @@ class RecordOptions:
     snapshot_cooldown_ns: int = DEFAULT_SNAPSHOT_COOLDOWN_NS
     push_store: str | None = None  # --push STORE: sealed parts go to a fleet store (store/pusher.py)
     host_label: str | None = None  # --host NAME: the tape's host label (a DaemonSet passes the node's name)
+    # merge small parts in the background (nodetape/tape/compact.py)
+    compact: bool = True
 
 
 class Recorder:
@@ -83,6 +86,7 @@ class Recorder:
         self.states: list[SourceState] = []
         self._stop = threading.Event()
         self.writer: TapeWriter | None = None
+        self.compactor: Compactor | None = None
         self.start_ns = 0
         self.rows: dict[str, int] = {}
         self._snapshot_wanted = threading.Event()
@@ -249,6 +253,10 @@ class Recorder:
             self.pusher = Pusher(self.opts.push_store, self.opts.out)
             self.writer.on_sealed = self.pusher.sealed
         failure: BaseException | None = None
+        # a pushing recorder's parts go to the store whole, as sealed: merging them here would give the
+        # node's tape other part names than the store's (compaction of a store is not built yet)
+        if self.opts.compact and not self.opts.push_store:
+            self.compactor = Compactor(self.writer, Policy.for_window(self.opts.flush_interval_ns, self.opts.retain_ns))
         try:
             start_sources(self.opts.sources, self.ctx, self.states, self._write)
             trim_heap()
@@ -259,6 +267,8 @@ class Recorder:
             failure = e
         finally:
             stop_active(self.states, self._write)
+            if self.compactor is not None:
+                self.compactor.stop(install=failure is None)
             end = boottime_ns()
             try:
                 self._write([("recorder_stats", self._stats_batch(end))])
@@ -286,6 +296,17 @@ class Recorder:
         keep = boottime_ns() - self.opts.retain_ns if self.opts.retain_ns else None
         self.writer.add_clock_pair(clock_pair(), keep_from_ns=keep)
 
+    def _flush(self) -> None:
+        """The periodic flush; finished merges are installed first, so its one manifest rewrite
+        names them, and new ones are planned on the parts it leaves (compact.py)."""
+        self._sync_manifest_sources()
+        c = self.compactor
+        if c is not None:
+            c.install_done()
+        self.writer.flush()
+        if c is not None:
+            c.schedule()
+
     def _loop(self) -> None:
         tick = self.opts.tick_ns
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
@@ -309,8 +330,7 @@ class Recorder:
             if self._trigger_fired is not None:
                 self._maybe_auto_snapshot(now)
             if self.writer.due():
-                self._sync_manifest_sources()
-                self.writer.flush()
+                self._flush()
             if self.opts.progress and now >= next_progress:
                 self.opts.progress(self)
                 next_progress = now + 1_000_000_000

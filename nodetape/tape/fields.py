@@ -25,7 +25,9 @@ MAX_REAL_NS = INT64_MAX
 MAX_NAME = 255
 MAX_PATH = 4096
 MAX_TEXT = 65536
-PART_RE = re.compile(r"part-([0-9]{6,12})\.parquet")
+# part-NNNNNN.parquet: one flush; part-AAAAAA-BBBBBB.parquet (format 3): a compacted part holding
+# exactly the rows of parts AAAAAA..BBBBBB (compact.py), which it supersedes in a folder listing
+PART_RE = re.compile(r"part-([0-9]{6,12})(?:-([0-9]{6,12}))?\.parquet")
 TABLE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
@@ -119,8 +121,9 @@ class Fields:
         return v
 
     def part(self, v, field: str) -> str:
-        if not isinstance(v, str) or not PART_RE.fullmatch(v):
-            raise self.bad(field, "is not a part name (part-NNNNNN.parquet)")
+        m = PART_RE.fullmatch(v) if isinstance(v, str) else None
+        if m is None or (m.group(2) is not None and int(m.group(2)) <= int(m.group(1))):
+            raise self.bad(field, "is not a part name (part-NNNNNN.parquet or part-AAAAAA-BBBBBB.parquet, A < B)")
         return v
 
     def names(self, v, field: str, optional: bool = True) -> list[str] | None:

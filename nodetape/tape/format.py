@@ -31,8 +31,9 @@ from nodetape.tape.parts import CgroupLayout, Clock, Recorder, Source, TableEntr
 
 MANIFEST = "manifest.json"
 FORMAT = "nodetape-tape"
-# 1: no part checksums (tapes before 2026-12); 2: tables.*.checksums (see schemas/CHANGES.md)
-FORMAT_VERSION = 2
+# 1: no part checksums (tapes before 2026-12); 2: tables.*.checksums; 3: compacted parts
+# part-AAAAAA-BBBBBB.parquet (see schemas/CHANGES.md)
+FORMAT_VERSION = 3
 
 # Clock pairs kept in a manifest. A pair is stored only when the wall clock moved
 # against CLOCK_BOOTTIME (an NTP step or a long slew), so a handful is normal;
@@ -190,6 +191,11 @@ class Manifest(Mapping):
         r = self.retention = self.retention or {}
         for k, n in (("retired_parts", 1), ("retired_rows", rows), ("retired_bytes", nbytes)):
             r[k] = (r.get(k) or 0) + n
+
+    def replace_parts(self, table: str, inputs: list[str], input_bytes: int, output: str, nbytes: int,
+                      rows: int, blake2b: str | None) -> None:
+        """A compacted part in place of its inputs (same rows, new bytes); not a retirement."""
+        self.table(table).replace(inputs, input_bytes, output, nbytes, rows, blake2b)
 
     def set_bounds(self, retain_ns: int | None, max_bytes: int | None) -> None:
         self.retention = {"retain_ns": retain_ns, "max_bytes": max_bytes,

@@ -236,6 +236,18 @@ class TableEntry:
         if blake2b is not None:
             self.sums[name] = PartSum(nbytes, rows, blake2b)
 
+    def replace(self, inputs: list[str], input_bytes: int, output: str, nbytes: int, rows: int,
+                blake2b: str | None) -> None:
+        """The compacted part `output` where its inputs were (parts stay in time order); same rows."""
+        at = min(self.parts.index(n) for n in inputs)
+        self.parts = [n for n in self.parts if n not in inputs]
+        self.parts.insert(at, output)
+        for n in inputs:
+            self.sums.pop(n, None)
+        self.bytes += nbytes - input_bytes
+        if blake2b is not None:
+            self.sums[output] = PartSum(nbytes, rows, blake2b)
+
     def retire(self, name: str, index: int, rows: int, nbytes: int) -> None:
         if name in self.parts:
             self.parts.remove(name)

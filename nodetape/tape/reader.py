@@ -6,7 +6,8 @@ a TIMESTAMP twin of every CLOCK_BOOTTIME column (`ts_ns` -> `ts`, in UTC), and a
 
 Which parts make a tape: the closed parts on disk (`part-NNNNNN.parquet`; temp
 files of a killed writer are ignored), minus those the manifest has retired
-(index below the table's `first_part`). The folder is trusted over the manifest's
+(index below the table's `first_part`), minus those a compacted part
+`part-AAAAAA-BBBBBB.parquet` on disk supersedes (compact.py). The folder is trusted over the manifest's
 part list because a SIGKILL between a part's rename and the manifest rewrite
 leaves a complete part the manifest does not name; a part that vanishes while
 the tape is being opened (retention in a live recorder) is skipped. The recorder
@@ -108,9 +109,10 @@ def list_parts(tape: Path, table: str, first_part: int = 0) -> list[Path]:
     """Closed parts of a table, in order, from index `first_part` on.
 
     Temp files of a killed writer are ignored, and so are retired parts (below
-    `first_part`) still waiting for their unlink.
+    `first_part`) still waiting for their unlink, and the inputs of a compacted
+    part (retention.visible_parts).
     """
-    from nodetape.tape.retention import part_index
+    from nodetape.tape.retention import visible_parts
 
     folder = tape / table
     try:
@@ -119,8 +121,7 @@ def list_parts(tape: Path, table: str, first_part: int = 0) -> list[Path]:
         return []
     except OSError as e:
         raise TapeError(f"{folder}: cannot list parts: {e.strerror}", str(folder)) from None
-    indexed = sorted((i, n) for n in names if (i := part_index(n)) is not None and i >= first_part)
-    return [folder / n for _, n in indexed]
+    return [folder / n for n in visible_parts(names, first_part)]
 
 
 def _same_type(found: pa.DataType, declared: pa.DataType) -> bool:

@@ -22,14 +22,42 @@ from nodetape.tape.fields import PART_RE
 from nodetape.tape.format import Manifest
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:06d}.parquet"
+def part_name(index: int, last: int | None = None) -> str:
+    """`part-000012.parquet`; with `last`, a compacted part `part-000012-000020.parquet`."""
+    if last is None or last == index:
+        return f"part-{index:06d}.parquet"
+    return f"part-{index:06d}-{last:06d}.parquet"
+
+
+def part_range(name: str) -> tuple[int, int] | None:
+    """`part-000012.parquet` -> (12, 12); `part-000012-000020.parquet` -> (12, 20); None for anything else."""
+    m = PART_RE.fullmatch(name)
+    if m is None:
+        return None
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) is not None else first
+    return (first, last) if last >= first and (m.group(2) is None or last > first) else None
 
 
 def part_index(name: str) -> int | None:
-    """`part-000012.parquet` -> 12; None for anything else."""
-    m = PART_RE.fullmatch(name)
-    return int(m.group(1)) if m else None
+    """The first flush index a part holds: `part-000012.parquet` and `part-000012-000020.parquet` -> 12."""
+    r = part_range(name)
+    return r[0] if r else None
+
+
+def visible_parts(names, first_part: int = 0) -> list[str]:
+    """The parts a folder listing shows, in order: part names from `first_part` on (retired ones
+    excluded), and where ranges nest, only the outermost (a compacted part supersedes its inputs,
+    which may wait on disk for their unlink, or outlive a SIGKILL between the compacted part's
+    rename and the manifest rewrite). Ranges that overlap without nesting are never written; of
+    those the earlier-starting wins, so no row is ever counted twice."""
+    ranges = sorted(((r[0], -r[1], n) for n in names if (r := part_range(n)) is not None and r[0] >= first_part))
+    out, reach = [], -1
+    for first, neg_last, n in ranges:
+        if first > reach:
+            out.append(n)
+            reach = -neg_last
+    return out
 
 
 @dataclass
@@ -41,10 +69,15 @@ class PartInfo:
     max_ns: int | None  # newest value of the table's time column
     written_ns: int     # boottime when written
     blake2b: str | None = None  # checksum of the file's bytes (format 2)
+    last: int | None = None  # a compacted part: the last flush index it holds (format 3)
+
+    @property
+    def end(self) -> int:
+        return self.index if self.last is None else self.last
 
     @property
     def name(self) -> str:
-        return part_name(self.index)
+        return part_name(self.index, self.last)
 
     @property
     def age_key(self) -> int:
@@ -89,9 +122,20 @@ class PartLedger:
 
     def retire(self, p: PartInfo, grace_ns: int | None = None) -> None:
         self.parts[p.table].remove(p)
-        self.manifest.retire_part(p.table, p.name, p.index, p.rows, p.bytes)
+        self.manifest.retire_part(p.table, p.name, p.end, p.rows, p.bytes)
         grace = self.grace_ns if grace_ns is None else grace_ns
         self.pending.append((self._clock() + grace, self.path / p.table / p.name, p.bytes))
+
+    def replace(self, inputs: list[PartInfo], output: PartInfo) -> None:
+        """A compacted part takes the place of its inputs (compact.py): the manifest names it
+        instead of them, and their files go a grace period later, like retired parts."""
+        ps = self.parts[output.table]
+        at = ps.index(inputs[0])
+        ps[at:at + len(inputs)] = [output]
+        self.manifest.replace_parts(output.table, [p.name for p in inputs], sum(p.bytes for p in inputs),
+                                    output.name, output.bytes, output.rows, output.blake2b)
+        until = self._clock() + self.grace_ns
+        self.pending += [(until, self.path / p.table / p.name, p.bytes) for p in inputs]
 
     def enforce(self, now_boot_ns: int | None = None) -> int:
         """Retire parts outside the window or over the size bound; returns how many."""
@@ -104,6 +148,9 @@ class PartLedger:
                     self.retire(ps[0])
                     n += 1
         if self.max_bytes:
+            if self.tape_bytes > self.max_bytes:
+                # files the manifest no longer names go first (compaction leaves its inputs here)
+                self.unlink_pending(force=True)
             while self.tape_bytes > self.max_bytes and (p := self.oldest()) is not None:
                 self.retire(p)
                 n += 1

@@ -144,6 +144,7 @@ class TapeWriter:
         self.degraded = False  # raw tables are no longer written (disk full)
         self.failed = False    # nothing more can be written
         self.manifest_stale = False
+        self.compaction: dict | None = None  # a compactor's stats (compact.py), kept in the manifest
         self.ledger = PartLedger(self.path, manifest, retain_ns=retain_ns, max_bytes=max_tape_bytes,
                                  grace_ns=self.delete_grace_ns, clock=clock, boot_clock=boot_clock)
         self._create()
@@ -333,7 +334,8 @@ class TapeWriter:
     # -- manifest ---------------------------------------------------------------
     def stats_json(self) -> dict:
         return {"dropped": self.dropped, "early_flushes": self.early_flushes,
-                "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes}
+                "max_buffer_bytes": self.max_buffer_bytes, "max_total_bytes": self.max_total_bytes,
+                **({"compaction": self.compaction} if self.compaction else {})}
 
     def _try_write_manifest(self) -> bool:
         try:
@@ -365,7 +367,7 @@ class TapeWriter:
         if self.failed:
             self._try_write_manifest()
             return
-        if self.dropped or self.early_flushes:
+        if self.dropped or self.early_flushes or self.compaction:
             self.manifest.writer = self.stats_json()
         self._write_manifest_or_fail()
 
@@ -394,7 +396,7 @@ class TapeWriter:
         self.ledger.finish(0 if self.failed else 1_000_000_000)
         self._release_reserve()
         self.manifest.close(end_ns)
-        if self.dropped or self.early_flushes:
+        if self.dropped or self.early_flushes or self.compaction:
             self.manifest.writer = self.stats_json()
         if self.failed:
             self._try_write_manifest()

@@ -237,7 +237,7 @@ def test_every_part_carries_size_rows_and_checksum(tmp_path):
         w.flush()
     w.close(end_ns=5)
     m = read_manifest(tape)
-    assert m.format_version == 2
+    assert m.format_version == 3  # 3: compacted part names (format.py)
     sums = m.tables["psi_samples"].sums
     for name, rows in (("part-000000.parquet", 2), ("part-000001.parquet", 1)):
         data = (tape / "psi_samples" / name).read_bytes()

@@ -1,0 +1,313 @@
+"""Compaction: a live tape's small parts merged into fewer, time-sorted ones.
+
+A recorder flushes every table every 2 s, so a 15-minute window holds ~450
+parts per table, and opening the tape reads ~450 footers per table. Compaction
+merges sealed parts in the background (issue 15).
+
+Policy (`Policy`, `plan`, pure): tiered by how many flushes a part holds, its
+"units" (`part-AAAAAA-BBBBBB.parquet` holds B-A+1). `fan_in` (3) consecutive
+parts of the same tier (units 1, 3, 9, 27...) merge into one of the next, as
+long as the result holds at most `max_units` flushes (a fifth of the retention
+window: a part retires whole when its newest row leaves the window, so the
+window overshoots by at most that, the rule Prometheus' TSDB follows with its
+10%) and `max_bytes` of input (the merge is done in memory). At 2 s flushes and
+--retain 15m: tiers 1, 3, 9, 27, 81 units; at most 2 parts wait in each lower
+tier, and ~6 parts of 81 flushes (162 s) cover the rest: <= 16 parts per table
+(measured: docs/compaction.md, BENCHMARKS.md).
+
+Atomicity, step by step (`merge` on the compactor's thread, `install` on the
+writer's):
+1. the merged rows, sorted by (time, seq), are written under a hidden temp
+   name and fsynced (a SIGKILL leaves a temp file readers ignore);
+2. renamed to `part-AAAAAA-BBBBBB.parquet` and the folder fsynced: from here a
+   folder listing shows it *instead of* its inputs (retention.visible_parts),
+   while the manifest still names the inputs, which are all still on disk;
+3. the ledger names it in their place; the writer's next manifest rewrite
+   (one, at the flush) makes that durable;
+4. the inputs are unlinked a grace period after that rewrite, like retired
+   parts, so a reader that listed them a moment before can finish.
+At no point does the manifest name a missing file, nor does a listing count a
+row twice. If retention retired an input while the merge ran, the result is
+dropped (unlinked before it was ever renamed).
+
+Row groups hold `ROW_GROUP_ROWS` rows, sorted by time, so DuckDB skips row
+groups by their ts_ns statistics in `WHERE ts_ns > ...` and `--from/--to`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nodetape.schemas import table as table_of
+from nodetape.tape.fs import fsync_dir
+from nodetape.tape.partfile import blake2b_hex, parquet_options
+from nodetape.tape.partfile import write_file as _write_file
+from nodetape.tape.retention import PartInfo
+
+FAN_IN = 3
+# the newest row of a part decides its retirement: a part spans at most this share of the window
+WINDOW_SHARE = 5
+# without a window: parts of at most 10 minutes of flushes
+DEFAULT_MAX_SPAN_NS = 600_000_000_000
+# inputs of one merge, on disk (zstd Parquet; in memory they are a few times larger)
+MAX_INPUT_BYTES = 8 << 20
+# rows per row group of a compacted part: of 1K, 4K, 16K, 128K and 1M rows, 16K made the
+# fastest 10 s time-range query, a small footer and a 1 ms footer check (docs/compaction.md)
+ROW_GROUP_ROWS = 16384
+
+
+@dataclass(frozen=True)
+class Policy:
+    fan_in: int = FAN_IN
+    max_units: int = 81
+    max_bytes: int = MAX_INPUT_BYTES
+
+    @classmethod
+    def for_window(cls, flush_ns: int, retain_ns: int | None) -> Policy:
+        span = retain_ns // WINDOW_SHARE if retain_ns else DEFAULT_MAX_SPAN_NS
+        return cls(max_units=max(1, span // max(1, flush_ns)))
+
+
+def units(p: PartInfo) -> int:
+    """How many flushes a part holds."""
+    return p.end - p.index + 1
+
+
+def tier(n: int, fan_in: int) -> int:
+    """floor(log_fan_in(n)): 1 -> 0, 3 -> 1, 9 -> 2 for fan_in 3."""
+    t = 0
+    while n >= fan_in:
+        n //= fan_in
+        t += 1
+    return t
+
+
+def _mergeable(run: list[PartInfo], policy: Policy) -> bool:
+    if len({tier(units(p), policy.fan_in) for p in run}) != 1:
+        return False
+    if any(b.index != a.end + 1 for a, b in zip(run, run[1:])):
+        return False  # a range name claims every index between its ends
+    return (sum(units(p) for p in run) <= policy.max_units
+            and sum(p.bytes for p in run) <= policy.max_bytes)
+
+
+def plan(parts: list[PartInfo], policy: Policy) -> list[list[PartInfo]]:
+    """Groups of consecutive parts of one table to merge, oldest first, none sharing a part."""
+    groups: list[list[PartInfo]] = []
+    k = policy.fan_in
+    i = 0
+    while i + k <= len(parts):
+        run = parts[i:i + k]
+        if _mergeable(run, policy):
+            groups.append(run)
+            i += k
+        else:
+            i += 1
+    return groups
+
+
+def _step(name: str) -> None:
+    """Between two steps of a merge; tests replace it to crash there."""
+
+
+@dataclass
+class Merged:
+    """A merge written under its temp name, waiting for `install`."""
+
+    inputs: list[PartInfo]
+    tmp: Path
+    final: Path
+    info: PartInfo
+
+
+def merged_table(paths: list[Path], time_column: str) -> pa.Table:
+    """The rows of the parts, in (time, seq) order; ties keep part order (the sort is stable)."""
+    tables = [pq.read_table(p) for p in paths]
+    schema = tables[0].schema
+    if any(t.schema != schema for t in tables[1:]):
+        raise ValueError(f"parts of {paths[0].parent.name} differ in schema: not merged")
+    t = pa.concat_tables(tables)
+    keys = [(c, "ascending") for c in (time_column, "seq") if c in t.column_names]
+    if keys:
+        t = t.take(pc.sort_indices(t, sort_keys=keys))
+    return t
+
+
+def encode_sorted(t: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    pq.write_table(t, sink, row_group_size=row_group_rows, **parquet_options(t.schema))
+    return sink.getvalue()
+
+
+def merge(tape: Path, inputs: list[PartInfo], time_column: str, now_ns: int) -> Merged:
+    """Steps 1: the merged part written and fsynced under a temp name (nothing visible yet)."""
+    folder = tape / inputs[0].table
+    t = merged_table([folder / p.name for p in inputs], time_column)
+    data = encode_sorted(t)
+    maxes = [p.max_ns for p in inputs if p.max_ns is not None]
+    info = PartInfo(inputs[0].table, inputs[0].index, t.num_rows, data.size, max(maxes) if maxes else None,
+                    now_ns, blake2b_hex(data), last=inputs[-1].end)
+    tmp = folder / f".{info.name}.tmp"
+    _write_file(tmp, data)
+    _step("written")
+    return Merged(inputs, tmp, folder / info.name, info)
+
+
+def place(ledger, m: Merged) -> bool:
+    """Step 2 without its fsync: rename into place if every input is still live (else remove the
+    temp file: an input was retired meanwhile, and False)."""
+    live = ledger.parts.get(m.info.table, [])
+    n = len(m.inputs)
+    at = next((i for i, p in enumerate(live) if p is m.inputs[0]), -1)
+    window = live[at:at + n] if at >= 0 else []
+    if len(window) != n or any(a is not b for a, b in zip(window, m.inputs)):
+        discard(m)
+        return False
+    os.replace(m.tmp, m.final)
+    return True
+
+
+def install(ledger, m: Merged) -> bool:
+    """Steps 2-3 (the writer's thread): rename into place, fsync the folder, then the ledger
+    names it instead of its inputs; the caller's next manifest rewrite makes that durable."""
+    if not place(ledger, m):
+        return False
+    fsync_dir(m.final.parent)
+    _step("renamed")
+    ledger.replace(m.inputs, m.info)
+    return True
+
+
+def discard(m: Merged) -> None:
+    try:
+        os.unlink(m.tmp)
+    except OSError:
+        pass
+
+
+@dataclass
+class CompactStats:
+    merges: int = 0
+    parts_in: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped: int = 0  # results whose inputs were retired meanwhile
+    errors: int = 0
+    last_error: str | None = None
+    max_merge_ns: int = 0
+    busy_ns: int = 0
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class _Job:
+    groups: list[tuple[list[PartInfo], str]]
+    done: list[Merged] = field(default_factory=list)
+
+
+class Compactor:
+    """Merges a live writer's parts on a background thread, one batch of merges at a time.
+
+    The writer is not thread-safe: `schedule` and `install_done` run on its thread
+    (the recorder loop, at each flush); the thread only reads inputs and writes temp files.
+    """
+
+    def __init__(self, writer, policy: Policy, *, nice: int = 10):
+        self.writer = writer
+        self.policy = policy
+        self.stats = CompactStats()
+        self._nice = nice
+        self._jobs: queue.Queue = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._abort = threading.Event()
+        self._job: _Job | None = None
+        self._thread = threading.Thread(target=self._run, name="nodetape-compact", daemon=True)
+        self._thread.start()
+
+    # -- the writer's thread -----------------------------------------------------
+    def schedule(self) -> int:
+        """Plan merges over the ledger's parts and hand them to the thread (if it is idle); how many."""
+        w = self.writer
+        if not self._idle.is_set() or self._job is not None or w.failed or w.degraded or w.manifest.disk_full:
+            return 0  # one batch at a time; on a full disk, space goes to new rows, not to copies
+        groups = []
+        for name, parts in self.writer.ledger.parts.items():
+            groups += [(g, table_of(name).time_column) for g in plan(parts, self.policy)]
+        if groups:
+            self._job = _Job(groups)
+            self._idle.clear()
+            self._jobs.put(self._job)
+        return len(groups)
+
+    def install_done(self) -> int:
+        """Install the finished batch (before the writer's flush rewrites the manifest); how many."""
+        if self._job is None or not self._idle.is_set():
+            return 0
+        job, self._job = self._job, None
+        ledger = self.writer.ledger
+        placed = [m for m in job.done if place(ledger, m)]
+        self.stats.dropped += len(job.done) - len(placed)
+        # one fsync per folder, before the manifest can name any of them
+        for folder in {m.final.parent for m in placed}:
+            fsync_dir(folder)
+        for m in placed:
+            ledger.replace(m.inputs, m.info)
+            self.stats.merges += 1
+            self.stats.parts_in += len(m.inputs)
+            self.stats.bytes_in += sum(p.bytes for p in m.inputs)
+            self.stats.bytes_out += m.info.bytes
+        self.writer.compaction = self.stats.to_json()
+        return len(placed)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the batch in flight is merged (tests, benchmarks); True if idle."""
+        return self._idle.wait(timeout)
+
+    def stop(self, install: bool = True) -> None:
+        """Stop the thread (between two merges); install what is done, or drop it."""
+        self._abort.set()
+        self._jobs.put(None)
+        self._thread.join()
+        if install:
+            self.install_done()
+        elif self._job is not None:
+            for m in self._job.done:
+                discard(m)
+            self._job = None
+
+    # -- the compactor's thread ---------------------------------------------------
+    def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+        except (OSError, AttributeError):
+            pass  # best effort: the recorder's sources come first
+        while (job := self._jobs.get()) is not None:
+            for inputs, time_column in job.groups:
+                if self._abort.is_set():
+                    break
+                self._merge_one(job, inputs, time_column)
+            self._idle.set()
+        self._idle.set()
+
+    def _merge_one(self, job: _Job, inputs: list[PartInfo], time_column: str) -> None:
+        t0 = time.monotonic_ns()
+        try:
+            job.done.append(merge(self.writer.path, inputs, time_column, self.writer._boot_clock()))
+        except Exception as e:  # noqa: BLE001 - a failed merge loses nothing: its inputs stay
+            self.stats.errors += 1
+            self.stats.last_error = f"{type(e).__name__}: {e}"[:300]
+        dt = time.monotonic_ns() - t0
+        self.stats.busy_ns += dt
+        self.stats.max_merge_ns = max(self.stats.max_merge_ns, dt)

@@ -1,0 +1,261 @@
+"""Compaction (nodetape/tape/compact.py): the plan on literal part lists, the merge, a crash at every step."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nodetape import schemas
+from nodetape.tape import compact
+from nodetape.tape.compact import Compactor, Policy, install, merge, plan, tier, units
+from nodetape.tape.format import new_manifest, read_manifest
+from nodetape.tape.reader import connect, open_tape, open_tapes
+from nodetape.tape.retention import PartInfo, part_name, part_range, visible_parts
+from nodetape.tape.snapshot import write_snapshot
+from nodetape.tape.verify import verify_tape
+from nodetape.tape.writer import TapeWriter
+
+
+def P(first, last=None, *, rows=10, nbytes=1000, max_ns=None, table="psi_samples"):
+    last = first if last is None else last
+    return PartInfo(table, first, rows, nbytes, max_ns if max_ns is not None else last, 0, None,
+                    last=None if last == first else last)
+
+
+# -- names and listing --------------------------------------------------------
+
+def test_names_carry_their_range():
+    assert part_name(7) == "part-000007.parquet" and part_name(7, 7) == "part-000007.parquet"
+    assert part_name(3, 11) == "part-000003-000011.parquet"
+    assert part_range("part-000003-000011.parquet") == (3, 11)
+    assert part_range("part-000003.parquet") == (3, 3)
+    # a range must grow: these are not what a writer writes
+    assert part_range("part-000011-000003.parquet") is None
+    assert part_range("part-000003-000003.parquet") is None
+
+
+def test_listing_shows_a_compacted_part_instead_of_its_inputs():
+    names = [part_name(i) for i in range(0, 8)] + [part_name(0, 2), part_name(3, 5), ".part-000006-000008.parquet.tmp"]
+    assert visible_parts(names) == [part_name(0, 2), part_name(3, 5), part_name(6), part_name(7)]
+    # a second tier over the first: the outermost wins, whatever else still waits for its unlink
+    assert visible_parts(names + [part_name(0, 8)]) == [part_name(0, 8)]
+    # retired parts (below first_part) are not shown, nor a range that starts below it
+    assert visible_parts(names, first_part=3) == [part_name(3, 5), part_name(6), part_name(7)]
+    # ranges that overlap without nesting (never written): no index counted twice
+    assert visible_parts([part_name(0, 4), part_name(3, 6), part_name(7)]) == [part_name(0, 4), part_name(7)]
+
+
+# -- the plan ---------------------------------------------------------------------
+
+def test_tiers():
+    assert [tier(n, 3) for n in (1, 2, 3, 8, 9, 26, 27, 81)] == [0, 0, 1, 1, 2, 2, 3, 4]
+    assert units(P(3, 11)) == 9
+
+
+def test_plan_merges_fan_in_consecutive_parts_of_one_tier():
+    pol = Policy(fan_in=3, max_units=81)
+    parts = [P(0, 8), P(9, 11), P(12, 14), P(15), P(16), P(17), P(18), P(19)]
+    groups = plan(parts, pol)
+    assert [[p.name for p in g] for g in groups] == [[part_name(15), part_name(16), part_name(17)]]
+    parts = [P(0, 8), P(9, 11), P(12, 14), P(15, 17)]
+    assert [[p.index for p in g] for g in plan(parts, pol)] == [[9, 12, 15]]
+
+
+def test_plan_respects_span_bytes_and_gaps():
+    assert plan([P(0, 26), P(27, 53), P(54, 80)], Policy(max_units=81)) != []
+    assert plan([P(0, 26), P(27, 53), P(54, 80)], Policy(max_units=80)) == []  # top tier: stays
+    assert plan([P(0), P(1), P(2)], Policy(max_bytes=2999)) == []  # too big to merge in memory
+    assert plan([P(0), P(2), P(3)], Policy()) == []  # a range name claims every index between its ends
+    assert plan([P(0), P(1)], Policy()) == []
+
+
+def test_policy_follows_the_window():
+    assert Policy.for_window(2_000_000_000, 900_000_000_000).max_units == 90
+    assert Policy.for_window(2_000_000_000, None).max_units == 300
+    assert Policy.for_window(10**12, 10**9).max_units == 1
+
+
+def _simulate(flush_s: float, retain_s: float, seconds: float, delay_flushes: int = 1) -> int:
+    """Parts per table over time: a flush every `flush_s`, retention by newest row, merges
+    planned at each flush and installed `delay_flushes` flushes later. Returns the maximum."""
+    pol = Policy.for_window(int(flush_s * 1e9), int(retain_s * 1e9))
+    parts: list[PartInfo] = []
+    inflight: list[tuple[int, list[list[PartInfo]]]] = []
+    worst = 0
+    for i in range(int(seconds / flush_s)):
+        now = i * flush_s
+        for when, groups in [x for x in inflight if x[0] <= i]:
+            inflight.remove((when, groups))
+            for g in groups:
+                if all(p in parts for p in g):
+                    at = parts.index(g[0])
+                    parts[at:at + len(g)] = [PartInfo("t", g[0].index, sum(p.rows for p in g), sum(p.bytes for p in g),
+                                                      max(p.max_ns for p in g), 0, None, last=g[-1].end)]
+        parts.append(PartInfo("t", i, 10, 1000, int(now * 1e9), 0, None))
+        parts = [p for p in parts if p.max_ns >= (now - retain_s) * 1e9]
+        worst = max(worst, len(parts))
+        if not inflight:
+            inflight.append((i + delay_flushes, plan(parts, pol)))
+    return worst
+
+
+@pytest.mark.parametrize("delay", [1, 2])
+def test_a_15_minute_window_at_2s_flushes_holds_at_most_16_parts(delay):
+    # retention and merges as the recorder runs them: a batch of merges is planned at a flush
+    # and installed at the next (delay 1, the usual: a batch takes tens of ms) or the one after.
+    # Slower still, parts wait: 18 at 3 flushes, 21 at 4 (docs/compaction.md)
+    assert _simulate(2.0, 900, 3600, delay) <= 16
+
+
+# -- merging a real tape -----------------------------------------------------------
+
+def _manifest():
+    return new_manifest(host={"hostname": "h"}, clock_pair=(0, 10**18), cgroup={"mode": "v2"},
+                        options={}, schema_version=schemas.SCHEMA_VERSION)
+
+
+def _psi(ts):
+    n = len(ts)
+    return schemas.batch("psi_samples", {"ts_ns": ts, "scope": ["system"] * n, "resource": ["cpu"] * n,
+                                         "some_avg10": [float(t) for t in ts]})
+
+
+def _rows(tape):
+    con = connect(open_tapes([tape]))
+    return con.execute("SELECT ts_ns, some_avg10 FROM psi_samples ORDER BY ts_ns").fetchall()
+
+
+def _writer(tmp_path, n_parts=6, **kw):
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest(), **kw)
+    for i in range(n_parts):
+        # out of time order within a part, as two sources writing one table leave it
+        w.append("psi_samples", _psi([i * 100 + 50, i * 100 + 10, i * 100 + 30]))
+        w.flush()
+    return tape, w
+
+
+def test_compactor_merges_in_the_background_sorted_and_verifiable(tmp_path):
+    tape, w = _writer(tmp_path, delete_grace_ns=0)
+    before = _rows(tape)
+    c = Compactor(w, Policy(fan_in=3, max_units=81))
+    assert c.schedule() == 2
+    assert c.wait(60)
+    c.stop()  # installs the finished batch
+    w.flush()
+    m = read_manifest(tape)
+    assert m.tables["psi_samples"].parts == [part_name(0, 2), part_name(3, 5)]
+    assert m.tables["psi_samples"].rows == 18 and c.stats.merges == 2 and c.stats.errors == 0
+    assert sorted(os.listdir(tape / "psi_samples")) == [part_name(0, 2), part_name(3, 5)]
+    assert _rows(tape) == before
+    import pyarrow.parquet as pq
+    ts = pq.read_table(tape / "psi_samples" / part_name(0, 2)).column("ts_ns").to_pylist()
+    assert ts == sorted(ts)
+    w.close(end_ns=10_000)
+    assert verify_tape(tape).sound, verify_tape(tape).problems
+    assert _rows(tape) == before
+    # a snapshot of a compacted tape is a sound closed tape too
+    snap = write_snapshot(tape, read_manifest(tape), open_tape(tape).parts, tmp_path / "snap", reason="test")
+    assert verify_tape(snap).sound and _rows(snap) == before
+
+
+def test_retention_retires_a_compacted_part_by_its_newest_row(tmp_path):
+    class Clock:
+        t = 0
+
+        def __call__(self):
+            return self.t
+
+    boot = Clock()
+    tape, w = _writer(tmp_path, retain_ns=1000, delete_grace_ns=0, boot_clock=boot)
+    c = Compactor(w, Policy(fan_in=3, max_units=81))
+    c.schedule()
+    c.wait()
+    c.stop()
+    boot.t = 1000 + 250  # the first compacted part's newest row is at 250: still in the window
+    w.flush()
+    assert read_manifest(tape).tables["psi_samples"].parts == [part_name(0, 2), part_name(3, 5)]
+    boot.t = 1000 + 251  # now its newest row is outside the window: it retires whole
+    w.flush()
+    m = read_manifest(tape)
+    assert m.tables["psi_samples"].parts == [part_name(3, 5)] and m.tables["psi_samples"].first_part == 3
+    assert m.retention["retired_parts"] == 1 and m.retention["retired_rows"] == 9
+    assert len(_rows(tape)) == 9
+    w.close(end_ns=2000)
+    assert verify_tape(tape).sound
+
+
+def test_a_merge_whose_input_retired_meanwhile_is_dropped(tmp_path):
+    tape, w = _writer(tmp_path, n_parts=3, delete_grace_ns=0)
+    inputs = list(w.ledger.parts["psi_samples"])
+    m = merge(tape, inputs, "ts_ns", 0)
+    w.ledger.retire(inputs[0])
+    w.flush()
+    assert install(w.ledger, m) is False
+    assert sorted(os.listdir(tape / "psi_samples")) == [part_name(1), part_name(2)]
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_at(monkeypatch, step):
+    def at(name):
+        if name == step:
+            raise Crash(name)
+    monkeypatch.setattr(compact, "_step", at)
+
+
+@pytest.mark.parametrize("step", ["written", "renamed", "installed", "manifest", "unlinked"])
+def test_a_crash_at_any_step_loses_nothing_and_counts_nothing_twice(tmp_path, monkeypatch, step):
+    """The writer abandoned at each step (as a SIGKILL leaves it): the folder and manifest on
+    disk still read as every row exactly once, and `verify` finds the live tape sound."""
+    tape, w = _writer(tmp_path, n_parts=3, delete_grace_ns=0)
+    before = _rows(tape)
+    _crash_at(monkeypatch, step)
+    inputs = list(w.ledger.parts["psi_samples"])
+    try:
+        m = merge(tape, inputs, "ts_ns", 0)
+        install(w.ledger, m)
+        compact._step("installed")
+        w.write_manifest()
+        compact._step("manifest")
+        w.ledger.unlink_pending(force=True)
+        compact._step("unlinked")
+    except Crash:
+        pass
+    assert _rows(tape) == before
+    res = verify_tape(tape)
+    assert res.sound, res.problems
+    names = set(read_manifest(tape).tables["psi_samples"].parts)
+    assert all((tape / "psi_samples" / n).exists() for n in names)  # never a missing file
+
+
+# -- in the recorder loop ----------------------------------------------------------
+
+def test_the_recorder_compacts_at_its_flushes(tmp_path):
+    """A real recording on a synthetic cgroup2 tree (no root): 50 ms flushes in a 15 s window
+    (60 flushes per top-tier part at most), stopped cleanly: merges happened, the closed tape
+    verifies, and every recorder_stats row is there once."""
+    import shutil
+    from pathlib import Path
+
+    from nodetape.recorder.loop import Recorder, RecordOptions
+    from nodetape.recorder.source import RecordContext
+
+    root = tmp_path / "cgroupfs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "synthetic" / "v2-systemd", root)
+    rec = Recorder(RecordOptions(out=tmp_path / "tape", sources=["cgroup", "samples", "psi"],
+                                 ctx=RecordContext(cgroup_root=root, interval_ns=50_000_000),
+                                 duration_ns=int(4e9), tick_ns=25_000_000, flush_interval_ns=50_000_000,
+                                 retain_ns=15_000_000_000))
+    m = rec.run()
+    tape = tmp_path / "tape"
+    assert m.writer["compaction"]["merges"] > 0 and m.writer["compaction"]["errors"] == 0
+    assert any(part_range(n)[0] < part_range(n)[1] for e in m.tables.values() for n in e.parts)
+    res = verify_tape(tape)
+    assert res.sound, res.problems
+    con = connect(open_tapes([tape]))
+    n, d = con.execute("SELECT count(*), count(DISTINCT (ts_ns, source)) FROM recorder_stats").fetchone()
+    assert n == d and n == m.tables["recorder_stats"].rows
