@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -80,8 +81,13 @@ class Recorder:
         self.start_ns = 0
         self.rows: dict[str, int] = {}
         self._snapshot_wanted = threading.Event()
-        # the loop sleeps on this: a stop or a snapshot request wakes it at once
+        # the loop sleeps on these: a stop or a snapshot request wakes it at once (both);
+        # a source with rows (ctx.wake) wakes it through the pipe, at most once a tick
         self._wake = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller: select.epoll | None = None
+        self._poller_fds: list[int] | None = None
+        self.ctx.wake = self.wake
         self._trigger_fired: str | None = None
         self._last_auto_snapshot: int | None = None
         self.snapshots: list[dict] = []
@@ -91,10 +97,26 @@ class Recorder:
     def request_stop(self, *_args) -> None:
         self._stop.set()
         self._wake.set()
+        self.wake()
 
     def request_snapshot(self, *_args) -> None:
         self._snapshot_wanted.set()
         self._wake.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the loop from any thread or a signal handler (a source has rows: ctx.wake)."""
+        if self._wake_w < 0:
+            return
+        try:
+            os.write(self._wake_w, b"w")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending (or the loop is gone)
+
+    def _close_poller(self) -> None:
+        if self._poller is not None:
+            self._poller.close()
+            self._poller, self._poller_fds = None, None
 
     @property
     def stopping(self) -> bool:
@@ -231,6 +253,15 @@ class Recorder:
         self._try_snapshot(default_snapshot_path(self.opts.out, self.opts.snapshot_dir, label), label)
 
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self._close_poller()
+            fds, self._wake_w = (self._wake_r, self._wake_w), -1
+            for fd in fds:
+                os.close(fd)
+
+    def _run(self) -> dict:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest["start_ns"]
         failure: BaseException | None = None
@@ -243,6 +274,7 @@ class Recorder:
         except DiskFull as e:
             failure = e
         finally:
+            self._close_poller()
             stop_active(self.states, self._write)
             end = boottime_ns()
             try:
@@ -260,11 +292,9 @@ class Recorder:
         add_clock_pair(self.writer.manifest, clock_pair(), keep_from_ns=keep)
 
     def _loop(self) -> None:
-        tick = self.opts.tick_ns
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
         next_stats = next_progress = next_clock = self.start_ns
         planned = self.start_ns
-        wake = self._wake
         while not self._stop.is_set():
             now = boottime_ns()
             if deadline is not None and now >= deadline:
@@ -287,13 +317,64 @@ class Recorder:
             if self.opts.progress and now >= next_progress:
                 self.opts.progress(self)
                 next_progress = now + 1_000_000_000
-            planned = now + tick
-            sleep_ns = tick - (boottime_ns() - now)
+            timers = [next_stats, next_clock, boottime_ns() + self.writer.due_in_ns()]
+            if self.opts.progress:
+                timers.append(next_progress)
             if deadline is not None:
-                sleep_ns = min(sleep_ns, deadline - boottime_ns())
-            if sleep_ns > 0:
-                wake.wait(sleep_ns / 1e9)
-                wake.clear()
-            else:
-                planned = boottime_ns()  # overran the tick: lag is measured from here
+                timers.append(deadline)
+            planned = self._sleep(now, min(timers))
         time.sleep(0)
+
+    def _sleep(self, polled_ns: int, until_ns: int) -> int:
+        """Sleep until the earliest work (the loop's timers, each source's next poll, a source's fd
+        or wake-up), never polling again within a tick of the last poll; returns the planned time.
+
+        A source without next_poll_ns is polled every tick. A stop or snapshot request wakes it at once.
+        """
+        tick = self.opts.tick_ns
+        fds: list[int] = []
+        for st in self.states:
+            if st.status != "active":
+                continue
+            nxt = getattr(st.source, "next_poll_ns", None)
+            due = nxt() if nxt is not None else None
+            until_ns = min(until_ns, polled_ns + tick if due is None else due)
+            wait_fds = getattr(st.source, "wait_fds", None)
+            if wait_fds is not None:
+                fds += wait_fds()
+        planned = max(until_ns, polled_ns + tick)
+        early = polled_ns + tick - boottime_ns()
+        if early > 0 and self._wake.wait(early / 1e9):
+            self._wake.clear()
+            return boottime_ns()  # a stop or snapshot request
+        left = planned - boottime_ns()
+        if left <= 0:
+            return boottime_ns() if early <= 0 else planned  # overran the tick: lag is measured from here
+        if self._poller_fds != fds:
+            self._close_poller()
+            # edge-triggered: a ring buffer's fd reports the producer's forced wake-ups
+            # only, not every record that waits below its threshold
+            self._poller = select.epoll()
+            self._poller.register(self._wake_r, select.EPOLLIN)
+            for fd in fds:
+                self._poller.register(fd, select.EPOLLIN | select.EPOLLET)
+            self._poller_fds = fds
+        if self._poller.poll(-(-left // 1_000_000) / 1e3):
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+            return min(planned, boottime_ns())
+        return planned
+        if self._poller_fds != fds:
+            self._poller = select.poll()
+            for fd in (self._wake_r, *fds):
+                self._poller.register(fd, select.POLLIN)
+            self._poller_fds = fds
+        if self._poller.poll(-(-left // 1_000_000)):
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+            return min(planned, boottime_ns())
+        return planned

@@ -17,6 +17,13 @@ struct ev {
 };
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
+/* No wake-up per record (the recorder drains the ring every interval), but a
+ * forced one once it holds RINGBUF_WAKE_BYTES, so a burst is drained before the
+ * ring fills while an idle recorder sleeps. */
+static __always_inline u64 wake_flags(void) {
+    return events.ringbuf_query(BPF_RB_AVAIL_DATA) >= RINGBUF_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline struct ev *emit(u32 kind, int root, int level, u64 id, int pid, void *args, u16 path_off) {
     struct ev *e = events.ringbuf_reserve(sizeof(struct ev));
     if (!e) {
@@ -38,7 +45,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir) {
     struct ev *e = emit(EV_MKDIR, args->root, args->level, args->id, 0, args,
                           args->data_loc_path & 0xFFFF);
     if (e)
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -46,7 +53,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir) {
     struct ev *e = emit(EV_RMDIR, args->root, args->level, args->id, 0, args,
                           args->data_loc_path & 0xFFFF);
     if (e)
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -54,7 +61,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_release) {
     struct ev *e = emit(EV_RELEASE, args->root, args->level, args->id, 0, args,
                           args->data_loc_path & 0xFFFF);
     if (e)
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -65,7 +72,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task) {
                           args, args->data_loc_dst_path & 0xFFFF);
     if (e) {
         bpf_probe_read_kernel_str(&e->comm, sizeof(e->comm), (void *)args + (args->data_loc_comm & 0xFFFF));
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     }
     return 0;
 }

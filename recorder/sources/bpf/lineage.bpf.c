@@ -27,6 +27,13 @@ struct ev {
     char filename[FNAME_LEN];
 };
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+
+/* No wake-up per record (the recorder drains the ring every interval), but a
+ * forced one once it holds RINGBUF_WAKE_BYTES, so a burst is drained before the
+ * ring fills while an idle recorder sleeps. */
+static __always_inline u64 wake_flags(void) {
+    return events.ringbuf_query(BPF_RB_AVAIL_DATA) >= RINGBUF_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
 BPF_TABLE("lru_hash", u32, u64, newtask_flags, 8192);
 
 static __always_inline struct ev *reserve(u32 kind) {
@@ -74,7 +81,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         e->tgid = 0;
     }
     bpf_get_current_comm(&e->comm, sizeof(e->comm));  /* the child starts with the parent's comm */
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -93,7 +100,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     u16 off = args->data_loc_filename & 0xFFFF;
     bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), (void *)args + off);
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -118,6 +125,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         e->flags |= F_EXIT_CODE;
     }
 #endif
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }

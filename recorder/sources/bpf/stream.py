@@ -1,8 +1,11 @@
 """Base of the raw-stream sources (lineage, cgroup-tp, opens, drops).
 
 Each program writes fixed-size records into its own BPF ring buffer `events`
-(with BPF_RB_NO_WAKEUP: we poll on the loop's tick, so waking us per record
-would only cost the producer) and counts failed reservations in `drops`.
+and counts failed reservations in `drops`. Records are submitted without a
+wake-up (waking us per record would only cost the producer) until the ring
+holds a quarter of its size, then with a forced one: the loop sleeps on the
+ring's fd (wait_fds) and drains it every interval, or at once when a burst
+fills it (never more often than the loop's tick).
 Every poll takes at most `max_bytes` of records in one batch (ringbuf.py), so
 the recorder stays responsive whatever the event rate; the excess is counted
 in the kernel as ringbuf_full drops.
@@ -10,6 +13,7 @@ in the kernel as ringbuf_full drops.
 
 from __future__ import annotations
 
+import mmap
 from typing import ClassVar
 
 import numpy as np
@@ -58,7 +62,9 @@ class RawStreamSource(BpfSource):
         return n
 
     def cflags(self, ctx: RecordContext) -> list[str]:
-        return [*super().cflags(ctx), f"-DRINGBUF_PAGES={self.pages(ctx)}"]
+        pages = self.pages(ctx)
+        return [*super().cflags(ctx), f"-DRINGBUF_PAGES={pages}",
+                f"-DRINGBUF_WAKE_BYTES={pages * mmap.PAGESIZE // 4}"]
 
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
@@ -72,6 +78,12 @@ class RawStreamSource(BpfSource):
 
     def decode(self, recs: np.ndarray) -> Batches:
         raise NotImplementedError
+
+    def next_poll_ns(self) -> int | None:
+        return self._next_due_ns if self._next_due_ns is not None else 0
+
+    def wait_fds(self) -> list[int]:
+        return [self.consumer.fd]
 
     def poll(self, now_ns: int) -> Batches:
         recs = self.consumer.read()
