@@ -48,7 +48,7 @@ def test_api_record_on_a_thread(tmp_path):
     for name in SOURCES.split(","):
         assert manifest["sources"][name]["status"] == "stopped", manifest["sources"][name]
     assert json.loads((tape / "manifest.json").read_text())["closed"]
-    n = api.sql([tape], "SELECT count(*) AS n FROM psi_samples WHERE scope = 'system'").column("n")[0].as_py()
+    n = api.open(tape).sql("SELECT count(*) AS n FROM psi_samples WHERE scope = 'system'").column("n")[0].as_py()
     assert n >= 3  # every interval's system PSI, read from the kernel
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # nothing installed, nothing changed
 

@@ -17,13 +17,6 @@ struct ev {
 };
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
-/* No wake-up per record (the recorder drains the ring every interval), but a
- * forced one once it holds RINGBUF_WAKE_BYTES, so a burst is drained before the
- * ring fills while an idle recorder sleeps. */
-static __always_inline u64 wake_flags(void) {
-    return events.ringbuf_query(BPF_RB_AVAIL_DATA) >= RINGBUF_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-}
-
 static __always_inline struct ev *emit(u32 kind, int root, int level, u64 id, int pid, void *args, u16 path_off) {
     struct ev *e = events.ringbuf_reserve(sizeof(struct ev));
     if (!e) {

@@ -20,13 +20,6 @@ struct ev {
     char path[PATH_LEN];
 };
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
-
-/* No wake-up per record (the recorder drains the ring every interval), but a
- * forced one once it holds RINGBUF_WAKE_BYTES, so a burst is drained before the
- * ring fills while an idle recorder sleeps. */
-static __always_inline u64 wake_flags(void) {
-    return events.ringbuf_query(BPF_RB_AVAIL_DATA) >= RINGBUF_WAKE_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-}
 BPF_HASH(inflight, u32, struct args_t, 16384);
 BPF_HASH(allowed, u64, u8, MAX_CGROUPS);
 

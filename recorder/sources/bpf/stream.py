@@ -2,10 +2,11 @@
 
 Each program writes fixed-size records into its own BPF ring buffer `events`
 and counts failed reservations in `drops`. Records are submitted without a
-wake-up (waking us per record would only cost the producer) until the ring
-holds a quarter of its size, then with a forced one: the loop sleeps on the
-ring's fd (wait_fds) and drains it every interval, or at once when a burst
-fills it (never more often than the loop's tick).
+wake-up (waking us per record would only cost the producer), except one in
+about a quarter ring's worth, which forces one (common.h: wake_flags). The
+loop sleeps on the ring's fd (wait_fds, edge-triggered) and drains it every
+interval, or as soon as a burst forces a wake-up (never more often than its
+tick), so an idle recorder sleeps and a busy ring never waits to fill.
 Every poll takes at most `max_bytes` of records in one batch (ringbuf.py), so
 the recorder stays responsive whatever the event rate; the excess is counted
 in the kernel as ringbuf_full drops.
@@ -14,6 +15,7 @@ in the kernel as ringbuf_full drops.
 from __future__ import annotations
 
 import mmap
+import os
 from typing import ClassVar
 
 import numpy as np
@@ -21,7 +23,7 @@ import pyarrow as pa
 
 from ...source import Batches, RecordContext
 from . import BpfSource
-from .ringbuf import ringbuf_consumer
+from .ringbuf import record_size, ringbuf_consumer
 
 
 def arrow_cols(cols: dict) -> dict:
@@ -63,8 +65,9 @@ class RawStreamSource(BpfSource):
 
     def cflags(self, ctx: RecordContext) -> list[str]:
         pages = self.pages(ctx)
-        return [*super().cflags(ctx), f"-DRINGBUF_PAGES={pages}",
-                f"-DRINGBUF_WAKE_BYTES={pages * mmap.PAGESIZE // 4}"]
+        # a forced wake-up per quarter ring, spread over the CPUs (common.h: wake_flags)
+        per_cpu = pages * mmap.PAGESIZE // record_size(self.record.itemsize) // 4 // (os.cpu_count() or 1)
+        return [*super().cflags(ctx), f"-DRINGBUF_PAGES={pages}", f"-DRINGBUF_WAKE_RECORDS={max(per_cpu, 1)}"]
 
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
