@@ -1,9 +1,12 @@
 """Idle overhead and storage: what a recording costs the node and the disk.
 
 Idle: `nodetape record` with every source this node can run, on an idle node,
-for D seconds: the recorder's CPU % of one core and RSS, read from /proc beside
-the recorder's own recorder_stats. In-kernel BPF time is not in the process's
-CPU time; the syscall benchmark measures that side.
+for D seconds, three times: the recorder's CPU % of one core after start-up,
+and its memory from /proc/PID/smaps_rollup with anonymous memory (heap, Arrow
+and numpy buffers, libbcc's per-program state) apart from file-backed pages
+(libLLVM/libclang and pyarrow code, shared with other processes); bytes per
+second of tape and bytes per cgroup_samples row. In-kernel BPF time is not in
+the process's CPU time; the syscall benchmark measures that side.
 
 Storage: bytes per row of each table and bytes per second of recording, for
 the idle node and for a busy one (a stress-ng mix of forks, opens and
@@ -17,7 +20,21 @@ import shutil
 import subprocess
 import time
 
-from .common import WORK, nodetape_cmd, proc_cpu_seconds, proc_rss_bytes
+from .common import WORK, median_spread, nodetape_cmd, proc_cpu_seconds, proc_rss_bytes
+
+WARM_UP_S = 8.0  # past start-up: eight BPF programs compile in about 5 s here
+IDLE_RUNS = 3
+
+
+def _rollup(pid: int) -> dict:
+    """Rss and Anonymous of /proc/PID/smaps_rollup, in bytes (file-backed = Rss - Anonymous)."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            p = line.split()
+            if len(p) == 3 and p[2] == "kB" and p[0] in ("Rss:", "Anonymous:"):
+                out[p[0][:-1].lower()] = int(p[1]) * 1024
+    return out
 
 
 def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
@@ -28,8 +45,9 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
     loader = None
     cpu0 = None
     rss_samples = []
+    rollup: dict = {}
     try:
-        time.sleep(min(5.0, seconds / 4))  # past start-up (BPF compiles) before measuring
+        time.sleep(min(WARM_UP_S, seconds / 3))  # past start-up (BPF compiles) before measuring
         cpu0, t0 = proc_cpu_seconds(rec.pid), time.monotonic()
         if load:
             # stress-ng makes its scratch files in the working directory: keep them out of the repo
@@ -38,6 +56,7 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
             try:
                 cpu1, t1 = proc_cpu_seconds(rec.pid), time.monotonic()
                 rss_samples.append(proc_rss_bytes(rec.pid))
+                rollup = _rollup(rec.pid) or rollup
             except (OSError, IndexError):
                 break
             time.sleep(0.5)
@@ -56,6 +75,8 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
         "cpu_pct": 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9),
         "rss_max_bytes": max(rss_samples) if rss_samples else None,
         "rss_last_bytes": rss_samples[-1] if rss_samples else None,
+        "anon_bytes": rollup.get("anonymous"),
+        "file_bytes": rollup["rss"] - rollup["anonymous"] if rollup else None,
         "seconds": wall,
         "bytes": sum(t["bytes"] for t in tables.values()),
         "bytes_per_s": sum(t["bytes"] for t in tables.values()) / wall,
@@ -67,11 +88,24 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
     }
 
 
+def _spread(runs: list[dict]) -> dict:
+    samples = [r["tables"].get("cgroup_samples") for r in runs]
+    return {
+        "cpu_pct": median_spread([r["cpu_pct"] for r in runs]),
+        "anon_mib": median_spread([r["anon_bytes"] / 2**20 for r in runs]),
+        "file_mib": median_spread([r["file_bytes"] / 2**20 for r in runs]),
+        "bytes_per_s": median_spread([r["bytes_per_s"] for r in runs]),
+        "bytes_per_row_cgroup_samples": median_spread([s["bytes_per_row"] for s in samples if s]) if all(samples) else None,
+    }
+
+
 def run(quick: bool = False) -> dict:
-    idle_s = 15 if quick else 60
-    busy_s = 10 if quick else 30
-    idle = _record("idle", idle_s)
+    idle_s = 20 if quick else 45
+    busy_s = 15 if quick else 30
+    runs = [_record("idle", idle_s) for _ in range(IDLE_RUNS)]
+    # the run with the median CPU is shown in full; the spread is over all runs
+    idle = sorted(runs, key=lambda r: r["cpu_pct"])[len(runs) // 2]
     # fork, open and get (getpid and friends) stressors; stress-ng skips its exec stressor as root
     busy_load = ["stress-ng", "--fork", "1", "--open", "1", "--get", "1", "--timeout", f"{busy_s}s"]
     busy = _record("busy", busy_s, load=busy_load if shutil.which("stress-ng") else None)
-    return {"idle": idle, "busy": busy}
+    return {"idle": idle, "idle_runs": _spread(runs), "busy": busy}

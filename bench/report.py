@@ -19,6 +19,10 @@ TARGETS = {
     "query_s_10m_throttle_timeline": ("<", 1.0, "10M rows under 1 s"),
     "parts_per_table_15m": ("<=", 16, "at most 16 parts per table in a --retain 15m window; was ~450"),
     "tape_open_s_soak": ("<=", 0.05, "open + count at the end of a 30-minute run in 50 ms; was 0.08-0.3 s"),
+    "idle_cpu_pct": ("<=", 0.5, "issue 15: idle, every source, 1 s interval"),
+    "idle_anon_rss_mib": ("<=", 64, "issue 15: anonymous memory at idle"),
+    "idle_bytes_per_s": ("<=", 5000, "issue 15: idle tape growth"),
+    "bytes_per_row_cgroup_samples": ("<=", 40, "issue 15: on an idle node"),
 }
 # written by `python -m bench.bench_compact` (min-max over its runs; BENCHMARKS.md section 10)
 COMPACT = Path(__file__).resolve().parent / "compact_results.json"
@@ -52,8 +56,17 @@ def headline(results: dict) -> dict:
         h["sampler_cpu_pct_5000_cgroups"] = five["core_pct_at_1s"]
     rec = _sec(results, "recording")
     if rec:
-        h["idle_cpu_pct"] = round(rec["idle"]["cpu_pct"], 2)
-        h["idle_bytes_per_s"] = round(rec["idle"]["bytes_per_s"])
+        sp = rec.get("idle_runs")
+        if sp:  # medians over the idle runs (min-max in the section)
+            h["idle_cpu_pct"] = round(sp["cpu_pct"]["median"], 2)
+            h["idle_anon_rss_mib"] = round(sp["anon_mib"]["median"], 1)
+            h["idle_file_rss_mib"] = round(sp["file_mib"]["median"], 1)
+            h["idle_bytes_per_s"] = round(sp["bytes_per_s"]["median"])
+            if sp.get("bytes_per_row_cgroup_samples"):
+                h["bytes_per_row_cgroup_samples"] = round(sp["bytes_per_row_cgroup_samples"]["median"], 1)
+        else:
+            h["idle_cpu_pct"] = round(rec["idle"]["cpu_pct"], 2)
+            h["idle_bytes_per_s"] = round(rec["idle"]["bytes_per_s"])
         h["idle_rss_bytes"] = rec["idle"]["rss_max_bytes"]
         h["busy_bytes_per_s"] = round(rec["busy"]["bytes_per_s"])
     q = _sec(results, "queries")
@@ -196,6 +209,7 @@ def _recording(rec: dict) -> list[str]:
                ["busy (stress-ng fork, open, get)", f"{b['seconds']:.0f}", f"{b['cpu_pct']:.2f}",
                 f"{b['rss_max_bytes'] / 2**20:.0f}", f"{b['bytes']:,}", f"{b['bytes_per_s']:,.0f}"],
            ]),
+           *_idle_runs(rec.get("idle_runs")),
            "Bytes per row by table (Parquet, zstd; small parts carry fixed footer costs):", ""]
     names = sorted(set(i["tables"]) | set(b["tables"]))
     rows = []
@@ -207,6 +221,24 @@ def _recording(rec: dict) -> list[str]:
     if i.get("sources_unavailable"):
         out += ["Sources that did not run: " + "; ".join(f"`{k}`: {v}" for k, v in i["sources_unavailable"].items()), ""]
     return out
+
+
+def _idle_runs(sp: dict | None) -> list[str]:
+    """Issue 15's idle figures: median (min-max) over the idle runs, beside their targets."""
+    if not sp:
+        return []
+
+    def f(d, fmt):
+        return f"{fmt.format(d['median'])} ({fmt.format(d['min'])}–{fmt.format(d['max'])}, n={d['n']})"
+
+    rows = [["idle CPU, % of a core", f(sp["cpu_pct"], "{:.2f}"), "<= 0.5"],
+            ["anonymous RSS, MiB", f(sp["anon_mib"], "{:.0f}"), "<= 64"],
+            ["file-backed RSS, MiB (libLLVM, libclang, pyarrow code)", f(sp["file_mib"], "{:.0f}"), ""],
+            ["idle tape growth, bytes/s", f(sp["bytes_per_s"], "{:,.0f}"), "<= 5,000"]]
+    if sp.get("bytes_per_row_cgroup_samples"):
+        rows.append(["bytes per cgroup_samples row", f(sp["bytes_per_row_cgroup_samples"], "{:.0f}"), "<= 40"])
+    return ["Idle, every source, 1 s interval, default `--flush 2s` (issue 15's targets):", "",
+            *_table(["figure", "median (min–max)", "target"], rows)]
 
 
 def _queries(q: dict) -> list[str]:

@@ -23,8 +23,8 @@ closed and propagates: the CLI exits 1 with one line.
 
 from __future__ import annotations
 
-import json
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -38,8 +38,9 @@ from nodetape.schemas import SCHEMA_VERSION
 from nodetape.tape.compact import Compactor, Policy
 from nodetape.tape.format import Manifest
 from nodetape.tape.fs import atomic_write_json
-from nodetape.tape.snapshot import REQUEST_PREFIX, RESULT_PREFIX, default_snapshot_path, process_start_ticks
+from nodetape.tape.snapshot import process_start_ticks
 from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
+from nodetape.recorder.snapshots import SnapshotTaking
 from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active, trim_heap
 from nodetape.recorder.source import RecordContext
 from nodetape.recorder.stats import stats_batch
@@ -79,7 +80,7 @@ class RecordOptions:
     compact: bool = True
 
 
-class Recorder:
+class Recorder(SnapshotTaking):
     def __init__(self, opts: RecordOptions):
         self.opts = opts
         self.ctx = opts.ctx
@@ -90,8 +91,13 @@ class Recorder:
         self.start_ns = 0
         self.rows: dict[str, int] = {}
         self._snapshot_wanted = threading.Event()
-        # the loop sleeps on this: a stop or a snapshot request wakes it at once
+        # the loop sleeps on these: a stop or a snapshot request wakes it at once (both);
+        # a source with rows (ctx.wake) wakes it through the pipe, at most once a tick
         self._wake = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller: select.epoll | None = None
+        self._poller_fds: list[int] | None = None
+        self.ctx.wake = self.wake
         self._trigger_fired: str | None = None
         self._last_auto_snapshot: int | None = None
         self.snapshots: list[dict] = []
@@ -102,10 +108,26 @@ class Recorder:
     def request_stop(self, *_args) -> None:
         self._stop.set()
         self._wake.set()
+        self.wake()
 
     def request_snapshot(self, *_args) -> None:
         self._snapshot_wanted.set()
         self._wake.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the loop from any thread or a signal handler (a source has rows: ctx.wake)."""
+        if self._wake_w < 0:
+            return
+        try:
+            os.write(self._wake_w, b"w")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending (or the loop is gone)
+
+    def _close_poller(self) -> None:
+        if self._poller is not None:
+            self._poller.close()
+            self._poller, self._poller_fds = None, None
 
     @property
     def stopping(self) -> bool:
@@ -194,57 +216,16 @@ class Recorder:
         if self.pusher is not None:
             self.writer.manifest.push = self.pusher.stats_json()
 
-    # -- snapshots -------------------------------------------------------------
-    def _snapshot(self, out: Path, reason: str) -> Path:
-        self._sync_manifest_sources()
-        path = self.writer.snapshot(out, reason)
-        if self.pusher is not None:
-            self.pusher.snapshot(path)
-        self.snapshots.append({"path": str(path), "reason": reason, "taken_ns": boottime_ns()})
-        return path
-
-    def _handle_snapshot_requests(self) -> None:
-        """Answer `nodetape snapshot` request files; with none, a SIGUSR1 snapshot into the snapshot folder."""
-        self._snapshot_wanted.clear()
-        tape = self.opts.out
-        requests = sorted(p for p in tape.iterdir() if p.name.startswith(REQUEST_PREFIX))
-        for req in requests:
-            rid = req.name[len(REQUEST_PREFIX):]
-            answer: dict
-            try:
-                out = Path(json.loads(req.read_text())["out"])
-                answer = {"out": str(self._snapshot(out, "request"))}
-            except DiskFull:
-                raise
-            except Exception as e:  # a bad request must not stop the recording
-                answer = {"error": f"{type(e).__name__}: {e}"}
-            req.unlink(missing_ok=True)
-            try:
-                atomic_write_json(tape / f"{RESULT_PREFIX}{rid}", answer)
-            except OSError:
-                pass
-        if not requests:
-            self._try_snapshot(default_snapshot_path(tape, self.opts.snapshot_dir, "sigusr1"), "sigusr1")
-
-    def _try_snapshot(self, out: Path, reason: str) -> None:
-        try:
-            self._snapshot(out, reason)
-        except DiskFull:
-            raise
-        except Exception as e:  # recording goes on; the failure is in the manifest
-            self.snapshots.append({"path": str(out), "reason": reason, "taken_ns": boottime_ns(),
-                                   "error": f"{type(e).__name__}: {e}"})
-
-    def _maybe_auto_snapshot(self, now: int) -> None:
-        label, self._trigger_fired = self._trigger_fired, None
-        if label is None:
-            return
-        if self._last_auto_snapshot is not None and now - self._last_auto_snapshot < self.opts.snapshot_cooldown_ns:
-            return  # rate limit: one incident, one snapshot
-        self._last_auto_snapshot = now
-        self._try_snapshot(default_snapshot_path(self.opts.out, self.opts.snapshot_dir, label), label)
-
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self._close_poller()
+            fds, self._wake_w = (self._wake_r, self._wake_w), -1
+            for fd in fds:
+                os.close(fd)
+
+    def _run(self) -> dict:
         self.writer = self._open_tape()
         self.start_ns = self.writer.manifest.start_ns
         if self.opts.push_store:
@@ -266,6 +247,7 @@ class Recorder:
         except DiskFull as e:
             failure = e
         finally:
+            self._close_poller()
             stop_active(self.states, self._write)
             if self.compactor is not None:
                 self.compactor.stop(install=failure is None)
@@ -308,11 +290,9 @@ class Recorder:
             c.schedule()
 
     def _loop(self) -> None:
-        tick = self.opts.tick_ns
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
         next_stats = next_progress = next_clock = self.start_ns
         planned = self.start_ns
-        wake = self._wake
         while not self._stop.is_set():
             now = boottime_ns()
             if deadline is not None and now >= deadline:
@@ -334,13 +314,64 @@ class Recorder:
             if self.opts.progress and now >= next_progress:
                 self.opts.progress(self)
                 next_progress = now + 1_000_000_000
-            planned = now + tick
-            sleep_ns = tick - (boottime_ns() - now)
+            timers = [next_stats, next_clock, boottime_ns() + self.writer.due_in_ns()]
+            if self.opts.progress:
+                timers.append(next_progress)
             if deadline is not None:
-                sleep_ns = min(sleep_ns, deadline - boottime_ns())
-            if sleep_ns > 0:
-                wake.wait(sleep_ns / 1e9)
-                wake.clear()
-            else:
-                planned = boottime_ns()  # overran the tick: lag is measured from here
+                timers.append(deadline)
+            planned = self._sleep(now, min(timers))
         time.sleep(0)
+
+    def _sleep(self, polled_ns: int, until_ns: int) -> int:
+        """Sleep until the earliest work (the loop's timers, each source's next poll, a source's fd
+        or wake-up), never polling again within a tick of the last poll; returns the planned time.
+
+        A source without next_poll_ns is polled every tick. A stop or snapshot request wakes it at once.
+        """
+        tick = self.opts.tick_ns
+        fds: list[int] = []
+        for st in self.states:
+            if st.status != "active":
+                continue
+            nxt = getattr(st.source, "next_poll_ns", None)
+            due = nxt() if nxt is not None else None
+            until_ns = min(until_ns, polled_ns + tick if due is None else due)
+            wait_fds = getattr(st.source, "wait_fds", None)
+            if wait_fds is not None:
+                fds += wait_fds()
+        planned = max(until_ns, polled_ns + tick)
+        early = polled_ns + tick - boottime_ns()
+        if early > 0 and self._wake.wait(early / 1e9):
+            self._wake.clear()
+            return boottime_ns()  # a stop or snapshot request
+        left = planned - boottime_ns()
+        if left <= 0:
+            return boottime_ns() if early <= 0 else planned  # overran the tick: lag is measured from here
+        if self._poller_fds != fds:
+            self._close_poller()
+            # edge-triggered: a ring buffer's fd reports the producer's forced wake-ups
+            # only, not every record that waits below its threshold
+            self._poller = select.epoll()
+            self._poller.register(self._wake_r, select.EPOLLIN)
+            for fd in fds:
+                self._poller.register(fd, select.EPOLLIN | select.EPOLLET)
+            self._poller_fds = fds
+        if self._poller.poll(-(-left // 1_000_000) / 1e3):
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+            return min(planned, boottime_ns())
+        return planned
+        if self._poller_fds != fds:
+            self._poller = select.poll()
+            for fd in (self._wake_r, *fds):
+                self._poller.register(fd, select.POLLIN)
+            self._poller_fds = fds
+        if self._poller.poll(-(-left // 1_000_000)):
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+            return min(planned, boottime_ns())
+        return planned

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 import pyarrow as pa
@@ -37,6 +38,8 @@ class RecordContext:
     clock: callable = boottime_ns
     # shared facts found by one source and used by others (e.g. cgroup id -> path)
     shared: dict = field(default_factory=dict)
+    # wakes the recorder loop from any thread (a source's reader has rows); the loop sets it
+    wake: Callable[[], None] = field(default=lambda: None, repr=False)
     _layout: CgroupLayout | None = None
 
     @property
@@ -81,6 +84,13 @@ class Source(Protocol):
     # optional: `environment() -> dict` describes what the source runs on (bcc
     # version, tracefs, kernel headers used); the loop stores it in the manifest
 
+    # optional, for an idle recorder that sleeps (issue 15): `next_poll_ns() -> int | None`
+    # is the boottime at which the source next has work (None: poll it every tick,
+    # the default for a source without the method), and `wait_fds() -> list[int]` are
+    # descriptors whose readability means it has something to say now. A source fed
+    # by its own thread calls ctx.wake() when it has rows. The loop sleeps until the
+    # earliest of these, never polling more often than its tick.
+
 
 class BaseSource:
     """Convenience base: stats, no-op stop, and an interval gate for sampled sources."""
@@ -91,6 +101,8 @@ class BaseSource:
     needs: ClassVar[str] = ""
     # every reason the source may count a drop under (its SourceStats.drops_by_reason keys)
     drop_reasons: ClassVar[tuple[str, ...]] = ()
+    # True when poll() does work only once due(): the loop may then sleep until the next interval
+    sampled: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = SourceStats()
@@ -109,6 +121,12 @@ class BaseSource:
 
     def stop(self) -> Batches:
         return []
+
+    def next_poll_ns(self) -> int | None:
+        """When the loop must poll next: the next interval for a sampled source, else every tick (None)."""
+        if not self.sampled:
+            return None
+        return self._next_due_ns if self._next_due_ns is not None else 0
 
     def due(self, now_ns: int) -> bool:
         """True once per interval; records how late the tick came (lag_ns)."""

@@ -113,6 +113,10 @@ class PartLedger:
         """Bytes of parts on disk: live ones and retired ones still in their grace period."""
         return sum(p.bytes for ps in self.parts.values() for p in ps) + sum(b for _, _, b in self.pending)
 
+    @property
+    def live_bytes(self) -> int:
+        return sum(p.bytes for ps in self.parts.values() for p in ps)
+
     def live_parts(self) -> dict[str, list[Path]]:
         return {t: [self.path / t / p.name for p in ps] for t, ps in self.parts.items() if ps}
 
@@ -151,7 +155,8 @@ class PartLedger:
             if self.tape_bytes > self.max_bytes:
                 # files the manifest no longer names go first (compaction leaves its inputs here)
                 self.unlink_pending(force=True)
-            while self.tape_bytes > self.max_bytes and (p := self.oldest()) is not None:
+            # live bytes: retiring moves a part to pending, which tape_bytes still counts
+            while self.live_bytes > self.max_bytes and (p := self.oldest()) is not None:
                 self.retire(p)
                 n += 1
             if self.tape_bytes > self.max_bytes:

@@ -231,6 +231,10 @@ class TapeWriter:
     def due(self) -> bool:
         return self._clock() - self._last_flush >= self.flush_interval_ns
 
+    def due_in_ns(self) -> int:
+        """How long until the next scheduled flush (<= 0: due now); the recorder sleeps until then."""
+        return self.flush_interval_ns - (self._clock() - self._last_flush)
+
     def flush(self, scheduled: bool = True) -> None:
         # sampled tables first: when the disk fills, the raw streams are what fails
         for buf in sorted(self._buffers.values(), key=lambda b: b.name in RAW_TABLES):

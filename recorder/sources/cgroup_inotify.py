@@ -254,6 +254,8 @@ class CgroupInotifySource(BaseSource):
                 self.stats.drops_by_reason = dict(self._drops)
                 self._resnap = True
                 return
+            if not rows["ts_ns"] and self.ctx is not None:
+                self.ctx.wake()  # the first row since the last poll: the loop takes it at its next tick
             ident = identity(rel)
             for k, v in (("ts_ns", ts), ("source", source), ("kind", kind), ("hierarchy", hier),
                          ("cgroup_path", rel), ("cgroup_id", ino), ("count", count),
@@ -274,6 +276,12 @@ class CgroupInotifySource(BaseSource):
         return self.counted([("cgroup_events", batch("cgroup_events", rows))])
 
     # -- loop ------------------------------------------------------------------
+    def next_poll_ns(self) -> int | None:
+        """At the next tick while rows or re-read rounds wait, else at the next interval."""
+        if self._rows["ts_ns"] or self._oom_round or self._procs_round or self._resnap or self._next_due_ns is None:
+            return 0
+        return self._next_due_ns
+
     def poll(self, now_ns: int) -> Batches:
         due = self.due(now_ns)
         if self._v1_memory and (self._oom_round or due):

@@ -106,6 +106,7 @@ class CgroupSamplesSource(BaseSource):
     tables = ("cgroup_samples",)
     summary = "per-cgroup CPU usage, CFS throttling, quota, memory and pids counters, every interval"
     needs = "a mounted cgroupfs with the cpu, cpuacct, memory or pids controllers (v1) or cgroup2"
+    sampled = True
 
     def __init__(self) -> None:
         super().__init__()

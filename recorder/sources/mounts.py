@@ -23,6 +23,7 @@ class MountsSource(BaseSource):
     tables = ("mounts",)
     summary = "mount table snapshot at start and added/removed mounts, from /proc/self/mountinfo"
     needs = "a readable procfs"
+    sampled = True
 
     def probe(self, ctx: RecordContext) -> None:
         if not os.access(ctx.proc_root / "self" / "mountinfo", os.R_OK):

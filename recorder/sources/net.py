@@ -50,6 +50,7 @@ class NetSource(BaseSource):
     tables = ("net_interfaces",)
     summary = "network interfaces (state, MTU, counters): snapshot at start and a row per change"
     needs = "sysfs mounted (/sys/class/net)"
+    sampled = True
 
     def probe(self, ctx: RecordContext) -> None:
         if not (ctx.sys_root / "class" / "net").is_dir():

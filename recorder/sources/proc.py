@@ -30,6 +30,7 @@ class ProcSource(BaseSource):
     tables = ("processes", "namespaces")
     summary = "processes seen in cgroups (comm, ppid, argv0, cgroup) and their namespace inodes"
     needs = "a readable procfs (reading other users' /proc/PID/ns needs root or CAP_SYS_PTRACE)"
+    sampled = True
 
     def __init__(self) -> None:
         super().__init__()

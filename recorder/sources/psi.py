@@ -25,6 +25,7 @@ class PsiSource(BaseSource):
     tables = ("psi_samples",)
     summary = "PSI pressure (some/full averages and totals) of the system and of cgroups, every interval"
     needs = "a kernel with CONFIG_PSI and psi not disabled on the command line (psi=1); read access to /proc/pressure"
+    sampled = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -52,6 +52,9 @@ def matching(rels, globs: list[str]) -> list[str]:
     return sorted(r for r in rels if any(fnmatch.fnmatch(r, g) for g in globs))
 
 
+_NEVER = 1 << 62
+
+
 class PsiTriggerSource(BaseSource):
     name = "psi-triggers"
     tables = ("psi_events",)
@@ -186,6 +189,14 @@ class PsiTriggerSource(BaseSource):
                     pass
                 with self._lock:
                     self._rows.append((ts, scope, t.resource, t.kind, t.stall_us, t.window_us, total))
+                self.ctx.wake()  # the loop takes the row at its next tick, not at the next interval
+
+    def next_poll_ns(self) -> int | None:
+        if self._rows:
+            return 0
+        if self._globs and self._v2 is not None:
+            return self._next_due_ns if self._next_due_ns is not None else 0
+        return _NEVER  # only when a trigger fires (the thread wakes the loop)
 
     def poll(self, now_ns: int) -> Batches:
         if self._globs and self._v2 is not None and self._thread is not None and self.due(now_ns):

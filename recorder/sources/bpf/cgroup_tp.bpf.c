@@ -38,7 +38,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir) {
     struct ev *e = emit(EV_MKDIR, args->root, args->level, args->id, 0, args,
                           args->data_loc_path & 0xFFFF);
     if (e)
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -46,7 +46,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir) {
     struct ev *e = emit(EV_RMDIR, args->root, args->level, args->id, 0, args,
                           args->data_loc_path & 0xFFFF);
     if (e)
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -54,7 +54,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_release) {
     struct ev *e = emit(EV_RELEASE, args->root, args->level, args->id, 0, args,
                           args->data_loc_path & 0xFFFF);
     if (e)
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -65,7 +65,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task) {
                           args, args->data_loc_dst_path & 0xFFFF);
     if (e) {
         bpf_probe_read_kernel_str(&e->comm, sizeof(e->comm), (void *)args + (args->data_loc_comm & 0xFFFF));
-        events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+        events.ringbuf_submit(e, wake_flags());
     }
     return 0;
 }

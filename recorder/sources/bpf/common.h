@@ -13,6 +13,24 @@ static __always_inline void count_drop(int reason) {
         *d += 1;  /* per-CPU slot; tracepoint programs do not nest on one CPU */
 }
 
+#ifdef RINGBUF_WAKE_RECORDS
+/* Ring-buffer submit flags (raw-stream sources): no wake-up per record, since
+ * the recorder drains the ring every interval and waking it per record would
+ * only cost the producer; but every RINGBUF_WAKE_RECORDS-th record of a CPU
+ * forces one (a quarter of the ring over all CPUs), so a burst is drained long
+ * before the ring fills while an idle recorder sleeps. bcc cannot hand the
+ * ring itself to bpf_ringbuf_query, hence a count. */
+BPF_PERCPU_ARRAY(ringbuf_submits, u64, 1);
+static __always_inline u64 wake_flags(void) {
+    int z = 0;
+    u64 *n = ringbuf_submits.lookup(&z);
+    if (!n)
+        return BPF_RB_NO_WAKEUP;
+    *n += 1;
+    return *n % RINGBUF_WAKE_RECORDS ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+}
+#endif
+
 /* The recorder's own process (OWN_TGID, -D flag) is ignored in the kernel so
  * that recording never feeds on itself. */
 static __always_inline int is_self(void) {

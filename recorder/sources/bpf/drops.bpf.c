@@ -43,6 +43,6 @@ TRACEPOINT_PROBE(skb, kfree_skb) {
             e->ifindex = ifi;
     }
 #endif
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }

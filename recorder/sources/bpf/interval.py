@@ -21,6 +21,7 @@ class IntervalCounterSource(BpfSource):
     key: ClassVar[np.dtype]
     max_keys: ClassVar[int] = 65536
     max_keys_option: ClassVar[str] = ""
+    sampled = True  # poll() drains only when due(): the loop sleeps between intervals
 
     def cflags(self, ctx: RecordContext) -> list[str]:
         return [*super().cflags(ctx), f"-DMAX_KEYS={int(ctx.options.get(self.max_keys_option, self.max_keys))}"]

@@ -74,7 +74,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork) {
         e->tgid = 0;
     }
     bpf_get_current_comm(&e->comm, sizeof(e->comm));  /* the child starts with the parent's comm */
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -93,7 +93,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec) {
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     u16 off = args->data_loc_filename & 0xFFFF;
     bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), (void *)args + off);
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 
@@ -118,6 +118,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         e->flags |= F_EXIT_CODE;
     }
 #endif
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }

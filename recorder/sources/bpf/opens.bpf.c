@@ -65,7 +65,7 @@ static __always_inline int leave(long ret) {
     if (bpf_probe_read_user_str(&e->path, sizeof(e->path), (void *)a->fname) < 0)
         e->path[0] = 0;
     inflight.delete(&tid);
-    events.ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+    events.ringbuf_submit(e, wake_flags());
     return 0;
 }
 

@@ -91,6 +91,9 @@ class FileOpensSource(RawStreamSource):
                 pass
         self._allowed = want
 
+    def next_poll_ns(self) -> int | None:
+        return min(super().next_poll_ns(), getattr(self, "_next_filter_ns", 0))
+
     def poll(self, now_ns: int) -> Batches:
         if self.ctx is not None and now_ns >= getattr(self, "_next_filter_ns", 0):
             self._sync_filter()

@@ -40,6 +40,7 @@ class RingBufferConsumer:
         self.page = mmap.PAGESIZE
         if data_size <= 0 or data_size & (data_size - 1) or data_size % self.page:
             raise ValueError(f"ring buffer size {data_size} is not a power-of-2 multiple of the page size")
+        self.fd = map_fd  # readable (poll/epoll) while records wait
         self.size = data_size
         self.mask = data_size - 1
         self.dtype = np.dtype(dtype)

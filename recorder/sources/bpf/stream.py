@@ -1,8 +1,12 @@
 """Base of the raw-stream sources (lineage, cgroup-tp, opens, drops).
 
 Each program writes fixed-size records into its own BPF ring buffer `events`
-(with BPF_RB_NO_WAKEUP: we poll on the loop's tick, so waking us per record
-would only cost the producer) and counts failed reservations in `drops`.
+and counts failed reservations in `drops`. Records are submitted without a
+wake-up (waking us per record would only cost the producer), except one in
+about a quarter ring's worth, which forces one (common.h: wake_flags). The
+loop sleeps on the ring's fd (wait_fds, edge-triggered) and drains it every
+interval, or as soon as a burst forces a wake-up (never more often than its
+tick), so an idle recorder sleeps and a busy ring never waits to fill.
 Every poll takes at most `max_bytes` of records in one batch (ringbuf.py), so
 the recorder stays responsive whatever the event rate; the excess is counted
 in the kernel as ringbuf_full drops.
@@ -10,6 +14,8 @@ in the kernel as ringbuf_full drops.
 
 from __future__ import annotations
 
+import mmap
+import os
 from typing import ClassVar
 
 import numpy as np
@@ -17,7 +23,7 @@ import pyarrow as pa
 
 from ...source import Batches, RecordContext
 from . import BpfSource
-from .ringbuf import ringbuf_consumer
+from .ringbuf import record_size, ringbuf_consumer
 
 
 def arrow_cols(cols: dict) -> dict:
@@ -58,7 +64,10 @@ class RawStreamSource(BpfSource):
         return n
 
     def cflags(self, ctx: RecordContext) -> list[str]:
-        return [*super().cflags(ctx), f"-DRINGBUF_PAGES={self.pages(ctx)}"]
+        pages = self.pages(ctx)
+        # a forced wake-up per quarter ring, spread over the CPUs (common.h: wake_flags)
+        per_cpu = pages * mmap.PAGESIZE // record_size(self.record.itemsize) // 4 // (os.cpu_count() or 1)
+        return [*super().cflags(ctx), f"-DRINGBUF_PAGES={pages}", f"-DRINGBUF_WAKE_RECORDS={max(per_cpu, 1)}"]
 
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
@@ -72,6 +81,12 @@ class RawStreamSource(BpfSource):
 
     def decode(self, recs: np.ndarray) -> Batches:
         raise NotImplementedError
+
+    def next_poll_ns(self) -> int | None:
+        return self._next_due_ns if self._next_due_ns is not None else 0
+
+    def wait_fds(self) -> list[int]:
+        return [self.consumer.fd]
 
     def poll(self, now_ns: int) -> Batches:
         recs = self.consumer.read()
