@@ -90,7 +90,10 @@ def _peer(argv: list[str], ready: str, wl: list[str], cg: Path, settle_s: float 
     """Run a peer tool around the workload; returns the workload's figures and the peer's output."""
     from .common import proc_cpu_seconds
 
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell's background job (`cmd &`) starts with SIGINT ignored, and the child inherits that: a
+    # Python tool (syscount) then never sees SIGINT and never prints (it hung every run that way here)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_line(p, ready)
         time.sleep(settle_s)

@@ -25,6 +25,7 @@ from .slots import SlotCounters
 NR_MAX = 512  # syscall numbers below this have a column in a slot row (x86_64 tops at ~470)
 HINT_SIZE = 4096
 ATTACH_KINDS = ("raw_tracepoint", "tracepoint")
+RESCAN_NS = 10_000_000_000
 
 
 class IntervalCounterSource(BpfSource):
@@ -37,6 +38,7 @@ class IntervalCounterSource(BpfSource):
     slots_option: ClassVar[str] = ""
     buckets: ClassVar[int] = 1  # columns per syscall nr in a slot row
     attach_option: ClassVar[str] = "syscall_attach"
+    rescan_ns: ClassVar[int] = RESCAN_NS
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,6 +65,7 @@ class IntervalCounterSource(BpfSource):
             env["raw_tracepoint_refused"] = self.raw_refused
         if self.table is not None:
             env["cgroup_slots"] = self.table.nslots
+            env["cgroups_waiting_for_a_slot"] = self.waiting  # counted exactly in the hash meanwhile
         return env
 
     def start(self, ctx: RecordContext) -> Batches:
@@ -83,6 +86,7 @@ class IntervalCounterSource(BpfSource):
         self.counters = CumulativeCounters(self.bpf[self.map_name], self.key)
         self.table = SlotCounters(self.bpf, self.slot_map, self.nslots(ctx), NR_MAX * self.buckets, HINT_SIZE)
         self.waiting = 0
+        self._scan_after = 0
         self.interval_start = ctx.clock()
         self._primed = False
         return []
@@ -99,12 +103,16 @@ class IntervalCounterSource(BpfSource):
             keys["slot"] = cols % self.buckets
         return keys
 
-    def _wants_scan(self) -> bool:
-        return self.counters.wants_eviction() or len(self.table.free) < self.table.nslots // 4
+    def _wants_scan(self, now: int) -> bool:
+        """Scan the tree when the hash is half full or few slots are free; when every slot
+        belongs to a live cgroup, not more often than every rescan_ns (a walk of the tree)."""
+        if self.counters.wants_eviction():
+            return True
+        return len(self.table.free) <= self.table.nslots // 4 and now >= self._scan_after
 
     def _drain(self) -> Batches:
         live = None
-        if self._wants_scan():
+        if self._wants_scan(self.ctx.clock()):
             res = shared_resolver(self.ctx)
             res.rescan()
             live = set(res.paths)
@@ -112,8 +120,8 @@ class IntervalCounterSource(BpfSource):
         cgids, cols, scounts = self.table.read_deltas()
         end = self.ctx.clock()
         start, self.interval_start = self.interval_start, end
-        if live is not None:
-            self.table.recycle(live)  # after the read that saw their final values
+        if live is not None and not self.table.recycle(live):  # after the read that saw their final values
+            self._scan_after = end + self.rescan_ns
         if len(hkeys):
             fits = (hkeys["nr"] < NR_MAX) & (hkeys["slot"] < self.buckets if self.buckets > 1 else True)
             self.waiting = self.table.assign(np.unique(hkeys["cgid"][fits]))

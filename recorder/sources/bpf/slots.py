@@ -15,6 +15,7 @@ alive. The owner check in the kernel makes any stale hint harmless.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import mmap
 
@@ -105,5 +106,6 @@ class SlotCounters:
     def close(self) -> None:
         self.counts = self.owner = self.hint = None
         for m in self._maps:
-            m.close()
+            with contextlib.suppress(BufferError):  # a view still held elsewhere: unmapped when freed
+                m.close()
         self._maps = []
