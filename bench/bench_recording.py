@@ -1,8 +1,10 @@
 """Idle overhead and storage: what a recording costs the node and the disk.
 
 Idle: `nodetape record` with every source this node can run, on an idle node,
-for D seconds: the recorder's CPU % of one core and RSS, read from /proc beside
-the recorder's own recorder_stats. In-kernel BPF time is not in the process's
+for D seconds: the recorder's CPU % of one core (over the whole run, and per
+10 s window for the spread) and RSS, anonymous and file-backed apart (RssAnon,
+RssFile from /proc/PID/status: file-backed is mostly libLLVM/libclang and Arrow
+mapped from disk, shared with any other process using them). In-kernel BPF time is not in the process's
 CPU time; the syscall benchmark measures that side.
 
 Storage: bytes per row of each table and bytes per second of recording, for
@@ -17,7 +19,20 @@ import shutil
 import subprocess
 import time
 
-from .common import WORK, nodetape_cmd, proc_cpu_seconds, proc_rss_bytes
+from .common import WORK, median_spread, nodetape_cmd, proc_cpu_seconds, proc_rss_bytes
+
+WINDOW_S = 10.0  # CPU % per window of this length: the spread of the idle figure
+
+
+def rss_parts(pid: int) -> dict:
+    """Anonymous, file-backed and shared RSS of a process (/proc/PID/status), bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("RssAnon", "RssFile", "RssShmem"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
 
 
 def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
@@ -28,9 +43,12 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
     loader = None
     cpu0 = None
     rss_samples = []
+    parts: list[dict] = []
+    windows: list[float] = []
     try:
         time.sleep(min(5.0, seconds / 4))  # past start-up (BPF compiles) before measuring
         cpu0, t0 = proc_cpu_seconds(rec.pid), time.monotonic()
+        wcpu, wt = cpu0, t0
         if load:
             # stress-ng makes its scratch files in the working directory: keep them out of the repo
             loader = subprocess.Popen(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK)
@@ -38,8 +56,12 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
             try:
                 cpu1, t1 = proc_cpu_seconds(rec.pid), time.monotonic()
                 rss_samples.append(proc_rss_bytes(rec.pid))
+                parts.append(rss_parts(rec.pid))
             except (OSError, IndexError):
                 break
+            if t1 - wt >= WINDOW_S:
+                windows.append(100.0 * (cpu1 - wcpu) / (t1 - wt))
+                wcpu, wt = cpu1, t1
             time.sleep(0.5)
     finally:
         if loader:
@@ -56,6 +78,12 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
         "cpu_pct": 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9),
         "rss_max_bytes": max(rss_samples) if rss_samples else None,
         "rss_last_bytes": rss_samples[-1] if rss_samples else None,
+        # the last sample: steady state, past start-up
+        "rss_anon_bytes": parts[-1].get("RssAnon") if parts else None,
+        "rss_file_bytes": parts[-1].get("RssFile") if parts else None,
+        "rss_shmem_bytes": parts[-1].get("RssShmem") if parts else None,
+        "rss_anon_max_bytes": max(p.get("RssAnon", 0) for p in parts) if parts else None,
+        "cpu_pct_windows": median_spread(windows) if windows else None,
         "seconds": wall,
         "bytes": sum(t["bytes"] for t in tables.values()),
         "bytes_per_s": sum(t["bytes"] for t in tables.values()) / wall,

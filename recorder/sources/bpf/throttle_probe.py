@@ -14,7 +14,7 @@ import os
 
 from nodetape.recorder.sources.bpf import env as bpf_env
 from ...source import Batches, RecordContext, SourceUnavailable
-from . import BpfSource, captured_stderr, err_tail
+from . import BpfSource, captured_stderr, err_tail, release_freed_heap
 
 FUNC = "throttle_cfs_rq"
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"
@@ -63,4 +63,5 @@ class ThrottleProbeSource(BpfSource):
         else:
             # bcc words any EPERM as "Need super-user privileges"; the kernel's text is on fd 2
             errors.append(f"fentry: the kernel refused the program ({err_tail(err, 200)}; euid {os.geteuid()})")
+        release_freed_heap()  # the fentry attempt loads vmlinux BTF: ~36 MiB freed but kept by malloc
         raise SourceUnavailable(f"cannot trace {FUNC}: " + "; ".join(errors))
