@@ -88,6 +88,7 @@ def _wait_line(proc: subprocess.Popen, pattern: str, timeout: float = READY_S) -
 
 def _peer(argv: list[str], ready: str, wl: list[str], cg: Path, settle_s: float = 0.0) -> tuple[dict, str]:
     """Run a peer tool around the workload; returns the workload's figures and the peer's output."""
+    from .bpf_stats import process_stats
     from .common import proc_cpu_seconds
 
     # a shell's background job (`cmd &`) starts with SIGINT ignored, and the child inherits that: a
@@ -97,9 +98,11 @@ def _peer(argv: list[str], ready: str, wl: list[str], cg: Path, settle_s: float 
     try:
         _wait_line(p, ready)
         time.sleep(settle_s)
-        cpu0 = proc_cpu_seconds(p.pid)
+        cpu0, prog0 = proc_cpu_seconds(p.pid), process_stats(p.pid)
         res = workload(wl, cg)
+        prog1 = process_stats(p.pid)
         res["recorder_cpu_s"] = proc_cpu_seconds(p.pid) - cpu0
+        res["prog_ns"], res["prog_runs"] = prog1[0] - prog0[0], prog1[1] - prog0[1]
         p.send_signal(signal.SIGINT)
         try:
             out, _ = p.communicate(timeout=EXIT_S)
@@ -128,8 +131,11 @@ def _nodetape(wl, cg):
     try:
         workload(_warmup_argv(wl), cg)
         batches += src._drain()  # the first interval: the cgroup was seen in the hash and gets its slot
+        prog0 = _own_prog_stats(src)
         cpu0 = time.process_time()  # in this process: the drain at stop is all its user-space work here
         res = workload(wl, cg)
+        prog1 = _own_prog_stats(src)
+        res["prog_ns"], res["prog_runs"] = prog1[0] - prog0[0], prog1[1] - prog0[1]
     finally:
         batches += src.stop()
     res["recorder_cpu_s"] = time.process_time() - cpu0
@@ -142,6 +148,17 @@ def _nodetape(wl, cg):
     res["count"] = count - WARMUP if _is_loop(wl) else None
     res["compile_s"] = src.compile_ns / 1e9
     return res
+
+
+def _own_prog_stats(src) -> tuple[int, int]:
+    from .bpf_stats import fd_stats
+
+    t = n = 0
+    for fn in src.bpf.funcs.values():
+        st = fd_stats("self", fn.fd)
+        if st:
+            t, n = t + st[0], n + st[1]
+    return t, n
 
 
 def _is_loop(wl) -> bool:
@@ -178,6 +195,22 @@ def _one(fn, wl, cg) -> dict:
         return {"failed": f"{type(e).__name__}: {e}"}
 
 
+def program_time(exe: Path, cg: Path, n: int, repeats: int) -> dict:
+    """nodetape's and syscount's in-program ns per run, with the kernel's BPF run-time stats on
+    (a separate pass: the stats' own clock reads would inflate the figures above)."""
+    from .bench_syscalls_summary import _spread
+    from .bpf_stats import stats_enabled
+
+    out: dict = {}
+    wl = [str(exe), str(n)]
+    with stats_enabled():
+        for k in ("nodetape", "syscount"):
+            rs = [_one(TOOLS[k], wl, cg) for _ in range(repeats)]
+            vals = [r["prog_ns"] / r["prog_runs"] for r in rs if r.get("prog_runs")]
+            out[k] = {"ns_per_run": _spread(vals), "failures": [r["failed"] for r in rs if "failed" in r]}
+    return out
+
+
 def run(n: int = 3_000_000, repeats: int = 3, stress_ops: int = 2_000) -> dict:
     """Each workload alone and under each counter, interleaved per repeat."""
     from nodetape.recorder.sources.bpf import env as bpf_env
@@ -192,6 +225,10 @@ def run(n: int = 3_000_000, repeats: int = 3, stress_ops: int = 2_000) -> dict:
         cg = UNIFIED / f"nt-bench-{uuid.uuid4().hex[:8]}"
         cg.mkdir()
         try:
+            try:
+                prog = program_time(exe, cg, min(n, 1_000_000), repeats)
+            except Exception as e:
+                prog = {"failed": f"{type(e).__name__}: {e}"}
             runs = {w: {k: [] for k in TOOLS} for w in workloads}
             peers = [k for k in TOOLS if k != "alone"]
             for i in range(repeats):
@@ -208,6 +245,7 @@ def run(n: int = 3_000_000, repeats: int = 3, stress_ops: int = 2_000) -> dict:
     out: dict = {"n": n, "repeats": repeats, "stress_ops": stress_ops}
     out.update(summary(runs["loop"], n))  # the loop's figures stay at the top level (headline keys)
     out["stress_ng"] = summary(runs["stress-ng"], None)
+    out["program_time"] = prog
     try:  # the design alternatives, same loop, same lock: where nodetape's cost sits
         from .bench_syscall_design import run as design
 

@@ -143,12 +143,29 @@ def _syscalls(sc: dict) -> list[str]:
     if ratio:
         out += [f"nodetape's added cost over syscount's, per pair of runs: **{ratio['median']:.2f}x** "
                 f"({ratio['min']:.2f}–{ratio['max']:.2f}, {ratio['n']} repeats); target <= 0.6x.", ""]
+    out += _program_time(sc.get("program_time"))
     if "stress_ng" in sc:
         out += [f"`stress-ng --get 1 --get-ops {sc['stress_ops']:,}` (getpid, getppid, getuid, getrlimit, ... "
                 "from stress-ng's worker) in the same cgroup, same counters, same repeats:", "",
                 *_table(["run", "wall ms", "slowdown (wall)", "slowdown (CPU)", "recorder CPU ms", "failures"],
                         _syscall_rows(sc["stress_ng"], False))]
     return out + _design(sc.get("design"))
+
+
+def _program_time(pt: dict | None) -> list[str]:
+    if not pt:
+        return []
+    if "failed" in pt:
+        return [f"In-program time: **failed:** {pt['failed']}", ""]
+    cells = []
+    for k, label in (("nodetape", "nodetape's `syscalls` program"), ("syscount", "syscount's program")):
+        e = pt.get(k, {})
+        cells.append(f"{label} {_ns(e.get('ns_per_run'))} ns per run" if e.get("ns_per_run")
+                     else f"{label}: failed ({'; '.join(e.get('failures', []))})")
+    return ["**In-program time** (the kernel's BPF run-time stats, BPF_ENABLE_STATS, in a separate pass; "
+            "immune to other work's effect on the workload's CPU time, but without the hook's own cost, "
+            "which the design table gives: an empty raw tracepoint against an empty classic one): "
+            + "; ".join(cells) + ".", ""]
 
 
 _DESIGN = {
@@ -337,6 +354,13 @@ def render(results: dict, command: str) -> str:
         elif not s["ok"]:
             out += [f"**Failed:** {s['error']}", ""]
         else:
+            if "loadavg_1m" in s:
+                la = s["loadavg_1m"]
+                busy = max(la) > 0.5
+                out += [f"*Measured {s['measured']}; 1-minute load average {la[0]} before and {la[1]} after this "
+                        f"section on {m['cores']} cores*"
+                        + (": other work was running on the machine during it (shared by several sessions), so "
+                           "timings carry that noise; spreads are given for this reason." if busy else "."), ""]
             out += RENDER[name](s["result"])
     soak = Path(__file__).resolve().parent / "soak_results.md"
     if soak.exists():

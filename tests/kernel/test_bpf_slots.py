@@ -100,6 +100,30 @@ def test_drain_releases_a_removed_cgroups_slot(loop):
     assert getppid_counts(out, [ida]) == {ida: 4321}
 
 
+def test_the_hint_alone_finds_the_slot(loop):
+    """The common path needs no hash: with the cgroup's slot_of entry removed, its calls
+    still land in its row (the hint user space wrote through the mmap is the kernel's)."""
+    import ctypes
+
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    cg = UNIFIED / unique_name("nt-hint")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    src = started(SyscallCountSource, {})
+    try:
+        src.table.assign([cid])
+        del src.table.slot_of[ctypes.c_uint64(cid)]
+        run_in(cg, [str(loop), "2500"], check=True)
+        keys, _ = src.counters.read_deltas()
+        cgids, cols, counts = src.table.read_deltas()
+    finally:
+        src.stop()
+        rmdir_tree(cg)
+    assert cid not in keys["cgid"].tolist()
+    assert dict(zip(cols[cgids == cid].tolist(), counts[cgids == cid].tolist()))[GETPPID] == 2500
+
+
 @pytest.mark.parametrize("attach", ["tracepoint", "raw_tracepoint"])
 def test_attach_kind_counts_exact_and_is_recorded(loop, attach):
     from nodetape.recorder.sources.bpf.latency import SyscallLatencySource

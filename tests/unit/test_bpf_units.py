@@ -197,7 +197,7 @@ def slot_table(nslots=2, row=4, hint=16):
     from nodetape.recorder.sources.bpf.slots import SlotCounters
 
     maps = {b"c": MemfdTable(nslots * row * 8), b"slot_owner": MemfdTable(nslots * 8),
-            b"slot_hint": MemfdTable(hint * 4), b"slot_of": SlotOf()}
+            b"slot_hint": MemfdTable(hint * 8), b"slot_of": SlotOf()}
     return SlotCounters(maps, b"c", nslots, row, hint), maps
 
 

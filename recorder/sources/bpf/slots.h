@@ -15,6 +15,7 @@
  * exactly, as before. A slot is recycled only after its cgroup was removed
  * and the read that followed saw its final value: no task of a removed
  * cgroup can pass the owner check again, and cgroup2 ids are not reused. */
+/* u32 values; array elements are 8-byte aligned, so user space maps them as u64 */
 BPF_F_TABLE("array", u32, u32, slot_hint, HINT_SIZE, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, u64, slot_owner, NR_SLOTS, BPF_F_MMAPABLE);
 BPF_HASH(slot_of, u64, u32, NR_SLOTS);

@@ -23,7 +23,12 @@ import numpy as np
 
 
 def mmap_array(table, dtype, n: int) -> tuple[mmap.mmap, np.ndarray]:
-    """A BPF_F_MMAPABLE array map as a writable numpy array of n items."""
+    """A BPF_F_MMAPABLE array map as a writable numpy array of n items.
+
+    The kernel lays array elements out every round_up(value_size, 8) bytes
+    (kernel/bpf/arraymap.c), so dtype must be 8 bytes wide: a u32 map is read
+    and written as u64 whose low half (little-endian) is the value."""
+    assert np.dtype(dtype).itemsize == 8, "array map elements are 8-byte aligned"
     size = -(-n * np.dtype(dtype).itemsize // mmap.PAGESIZE) * mmap.PAGESIZE
     m = mmap.mmap(table.map_fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     return m, np.frombuffer(m, dtype=dtype, count=n)
@@ -41,7 +46,7 @@ class SlotCounters:
         self.counts = counts.reshape(nslots, row)
         m, self.owner = mmap_array(bpf[b"slot_owner"], np.uint64, nslots)
         self._maps.append(m)
-        m, self.hint = mmap_array(bpf[b"slot_hint"], np.uint32, hint_size)
+        m, self.hint = mmap_array(bpf[b"slot_hint"], np.uint64, hint_size)  # u32 values, 8-byte elements
         self._maps.append(m)
         self.slot_of = bpf[b"slot_of"]
         self.cgid_of = np.zeros(nslots, dtype=np.uint64)  # 0: free
