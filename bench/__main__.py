@@ -87,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         module, title = SECTIONS[name]
         print(f"==> {title}", file=sys.stderr, flush=True)
         t0 = time.monotonic()
+        load_before = os.getloadavg()[0]
         try:
             mod = importlib.import_module(module)
             out = mod.run(**ARGS[name][1 if args.quick else 0])
             results["sections"][name] = {"ok": True, "seconds": round(time.monotonic() - t0, 1), "result": out,
-                                         "measured": machine()["date"]}
+                                         "measured": machine()["date"],
+                                         # other work on the machine shows here: it is reported beside the figures
+                                         "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
         except Exception as e:  # one broken section must not lose the others' numbers
             traceback.print_exc()
             results["sections"][name] = {"ok": False, "seconds": round(time.monotonic() - t0, 1),

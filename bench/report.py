@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 
 TARGETS = {
+    "idle_cpu_pct": ("<=", 0.5, "every source, 1 s interval, at most 0.5% of a core"),
+    "idle_anon_rss_mib": ("<=", 64, "at most 64 MiB anonymous RSS"),
+    "syscall_added_cost_vs_syscount": ("<=", 0.6, "added CPU per call at most 0.6x bcc syscount's, same run"),
     "syscall_count_overhead_vs_best_peer": ("<=", 1.10, "nodetape within 10% of the best peer's slowdown"),
     "syscall_count_overhead_vs_best_peer_stress_ng": ("<=", 1.10, "the same, on stress-ng"),
     "raw_events_per_s": (">=", 1_000_000, "at least 1M raw events/s decoded and written"),
@@ -19,8 +22,6 @@ TARGETS = {
     "query_s_10m_throttle_timeline": ("<", 1.0, "10M rows under 1 s"),
     "parts_per_table_15m": ("<=", 16, "at most 16 parts per table in a --retain 15m window; was ~450"),
     "tape_open_s_soak": ("<=", 0.05, "open + count at the end of a 30-minute run in 50 ms; was 0.08-0.3 s"),
-    "idle_cpu_pct": ("<=", 0.5, "issue 15: idle, every source, 1 s interval"),
-    "idle_anon_rss_mib": ("<=", 64, "issue 15: anonymous memory at idle"),
     "idle_bytes_per_s": ("<=", 5000, "issue 15: idle tape growth"),
     "bytes_per_row_cgroup_samples": ("<=", 40, "issue 15: on an idle node"),
 }
@@ -34,16 +35,21 @@ def _sec(results: dict, name: str) -> dict | None:
 
 
 def headline(results: dict) -> dict:
+    """The headline keys; their spreads (min-max over repeats) go to h["spread"][key]."""
     h: dict = {}
+    spread: dict = {}
     sc = _sec(results, "syscalls")
     if sc:
-        h["syscall_count_exact"] = bool(sc["nodetape"]["exact"])
-        peers = [sc[p]["slowdown_wall"] for p in ("syscount", "bpftrace") if p in sc]
-        h["syscall_count_overhead_vs_best_peer"] = round(sc["nodetape"]["slowdown_wall"] / min(peers), 3)
-        sn = sc.get("stress_ng")
-        if sn:
-            peers = [sn[p]["slowdown_wall"] for p in ("syscount", "bpftrace") if p in sn]
-            h["syscall_count_overhead_vs_best_peer_stress_ng"] = round(sn["nodetape"]["slowdown_wall"] / min(peers), 3)
+        h["syscall_count_exact"] = bool(sc["nodetape"].get("exact"))
+        ratio = sc.get("added_cost_vs_syscount")
+        if ratio:
+            h["syscall_added_cost_vs_syscount"] = round(ratio["median"], 3)
+            spread["syscall_added_cost_vs_syscount"] = ratio
+        for key, s in (("syscall_count_overhead_vs_best_peer", sc),
+                       ("syscall_count_overhead_vs_best_peer_stress_ng", sc.get("stress_ng"))):
+            peers = [s[p]["slowdown_wall"] for p in ("syscount", "bpftrace") if s and "slowdown_wall" in s.get(p, {})]
+            if peers and "slowdown_wall" in s["nodetape"]:
+                h[key] = round(s["nodetape"]["slowdown_wall"] / min(peers), 3)
     rb = _sec(results, "ringbuf")
     if rb:
         # the consumer's capacity: a full ring drained, decoded to Arrow and written to Parquet,
@@ -82,6 +88,7 @@ def headline(results: dict) -> dict:
     if COMPACT.exists():
         c = json.loads(COMPACT.read_text())
         h.update({k: c[k] for k in ("parts_per_table_15m", "tape_open_s_soak") if k in c})
+    h["spread"] = spread
     return h
 
 
@@ -93,6 +100,10 @@ def _verdict(key: str, value) -> str:
         value = value["max"] if op.startswith("<") else value["min"]
     ok = {"<=": value <= limit, ">=": value >= limit, "<": value < limit}[op]
     return f"{'met' if ok else 'MISSED'} ({what})"
+
+
+def _range(d: dict | None) -> str:
+    return f"{d['min']:.3g}–{d['max']:.3g} ({d['n']})" if d else ""
 
 
 def _ms(d: dict, scale: float = 1e3) -> str:
@@ -109,35 +120,92 @@ _SYSCALL_TOOLS = (("alone", "workload alone"), ("nodetape", "nodetape `syscalls`
                   ("syscount", "bcc `syscount` (bpfcc-tools)"), ("bpftrace", "bpftrace count per (cgroup, nr)"))
 
 
+def _ns(d: dict | None) -> str:
+    return f"{d['median']:.0f} ({d['min']:.0f}–{d['max']:.0f})" if d else ""
+
+
 def _syscall_rows(sc: dict, exact: bool) -> list[list]:
     rows = []
     for k, label in _SYSCALL_TOOLS:
         if k not in sc:
             continue
         e = sc[k]
+        if "wall_s" not in e:
+            rows.append([label, *[""] * (7 if exact else 4), "all failed: " + "; ".join(e.get("failures", []))])
+            continue
         rec = "" if k == "alone" or "recorder_cpu_s" not in e else _ms(e["recorder_cpu_s"])
         row = [label, _ms(e["wall_s"]), f"{e['slowdown_wall']:.2f}x", f"{e['slowdown_cpu']:.2f}x", rec]
         if exact:
-            row.insert(1, f"{e['ns_per_call']:.0f}")
+            row[1:1] = [_ns(e.get("cpu_ns_per_call")), _ns(e.get("added_cpu_ns_per_call"))]
             row.append("" if k == "alone" else ("exact" if e.get("exact") else "NOT exact") + f" {e.get('counts')}")
+        row.append(f"{len(e['failures'])} failed: " + "; ".join(e["failures"]) if e.get("failures") else "")
         rows.append(row)
     return rows
 
 
 def _syscalls(sc: dict) -> list[str]:
-    out = [f"{sc['n']:,} getppid calls from a compiled loop in its own cgroup, median of {sc['repeats']} "
-           "runs (min–max); each counter counts the same tracepoint (raw_syscalls:sys_enter). *Recorder CPU* "
-           "is the counter's own user-space CPU while the workload ran; the in-kernel counting is in the "
-           "workload's slowdown. syscount and bpftrace read their maps only when they exit (0 at the 10 ms "
-           "resolution of /proc/PID/stat); nodetape's figure is its drain and detach at stop.", "",
-           *_table(["run", "ns/call", "wall ms", "slowdown (wall)", "slowdown (CPU)", "recorder CPU ms", "count"],
-                   _syscall_rows(sc, True))]
+    ratio = sc.get("added_cost_vs_syscount")
+    env = sc.get("nodetape", {}).get("environment", {})
+    out = [f"{sc['n']:,} getppid calls from a compiled loop in its own cgroup, {sc['repeats']} repeats; every "
+           "figure is the median (min–max). Each counter's run is paired with a run of the workload alone made "
+           "just before it (tools in a rotated order); *added ns/call* is the workload's CPU time (user + sys, "
+           "where the BPF program runs) minus its paired run alone, over the calls. nodetape ran its `syscalls` "
+           f"source attached as `{env.get('attach')}` with {env.get('cgroup_slots')} cgroup slots, the cgroup "
+           "already owning its slot (as after its first interval). *Recorder CPU* is the counter's own user-space "
+           "CPU while the workload ran; syscount and bpftrace read their maps only when they exit.", "",
+           *_table(["run", "CPU ns/call", "added ns/call (CPU)", "wall ms", "slowdown (wall)", "slowdown (CPU)",
+                    "recorder CPU ms", "count", "failures"], _syscall_rows(sc, True))]
+    if ratio:
+        out += [f"nodetape's added cost over syscount's, per pair of runs: **{ratio['median']:.2f}x** "
+                f"({ratio['min']:.2f}–{ratio['max']:.2f}, {ratio['n']} repeats); target <= 0.6x.", ""]
+    out += _program_time(sc.get("program_time"))
     if "stress_ng" in sc:
         out += [f"`stress-ng --get 1 --get-ops {sc['stress_ops']:,}` (getpid, getppid, getuid, getrlimit, ... "
                 "from stress-ng's worker) in the same cgroup, same counters, same repeats:", "",
-                *_table(["run", "wall ms", "slowdown (wall)", "slowdown (CPU)", "recorder CPU ms"],
+                *_table(["run", "wall ms", "slowdown (wall)", "slowdown (CPU)", "recorder CPU ms", "failures"],
                         _syscall_rows(sc["stress_ng"], False))]
-    return out
+    return out + _design(sc.get("design"))
+
+
+def _program_time(pt: dict | None) -> list[str]:
+    if not pt:
+        return []
+    if "failed" in pt:
+        return [f"In-program time: **failed:** {pt['failed']}", ""]
+    cells = []
+    for k, label in (("nodetape", "nodetape's `syscalls` program"), ("syscount", "syscount's program")):
+        e = pt.get(k, {})
+        cells.append(f"{label} {_ns(e.get('ns_per_run'))} ns per run" if e.get("ns_per_run")
+                     else f"{label}: failed ({'; '.join(e.get('failures', []))})")
+    return ["**In-program time** (the kernel's BPF run-time stats, BPF_ENABLE_STATS, in a separate pass; "
+            "immune to other work's effect on the workload's CPU time, but without the hook's own cost, "
+            "which the design table gives: an empty raw tracepoint against an empty classic one): "
+            + "; ".join(cells) + ".", ""]
+
+
+_DESIGN = {
+    "empty_classic": "classic `raw_syscalls:sys_enter`, empty program",
+    "empty_raw": "raw tracepoint `sys_enter`, empty program",
+    "hash_classic": "classic + hash (cgroup id, nr), atomic add (nodetape before)",
+    "hash_raw": "raw + hash (cgroup id, nr), atomic add",
+    "percpu_nr_raw": "raw + cgroup id + per-CPU array by nr only (no cgroup: the floor)",
+    "cache_shared_raw": "raw + per-CPU 1-entry (cgroup -> slot) cache + shared row, atomic add",
+    "slots_percpu_raw": "raw + hint/owner slot lookup + per-CPU row (memory x CPUs)",
+    "slots_shared_raw": "raw + hint/owner slot lookup + shared row, atomic add",
+    "nodetape_raw": "the `syscalls` program as shipped (slot row, own-process check, hash fallback)",
+    "nodetape_no_self_raw": "the same without the own-process check",
+}
+
+
+def _design(d: dict | None) -> list[str]:
+    if not d:
+        return []
+    if "failed" in d:
+        return [f"Design alternatives: **failed:** {d['failed']}", ""]
+    rows = [[f"`{k}`", _DESIGN.get(k, ""), _ns(v)] for k, v in d["added_ns_per_call"].items()]
+    return [f"**Design alternatives** ({d['n']:,} getppid calls, {d['repeats']} repeats, variants interleaved; the "
+            f"loop alone: {_ns(d['alone_ns_per_call'])} ns CPU per call). Added CPU ns per call, median (min–max):", "",
+            *_table(["variant", "what the program does", "added ns/call"], rows)]
 
 
 def _ringbuf(rb: dict) -> list[str]:
@@ -197,6 +265,16 @@ def _sampler(sa: dict) -> list[str]:
             "three reads an idle v1 cgroup needs cost 8 µs before any Python runs.", "",
             *_table(["cgroups", "rows/sample", "CPU ms/sample (mean)", "per sample: median (min–max) ms",
                      "core % at 1 s", "first sample ms", "RSS MiB (bench process)"], rows)]
+
+
+def _pct(d: dict | None) -> str:
+    return f"{d['median']:.2f} ({d['min']:.2f}–{d['max']:.2f}, {d['n']})" if d else ""
+
+
+def _anon_file(r: dict) -> str:
+    if not r.get("rss_anon_bytes"):
+        return ""
+    return f"{r['rss_anon_bytes'] / 2**20:.0f} / {r['rss_file_bytes'] / 2**20:.0f}"
 
 
 def _recording(rec: dict) -> list[str]:
@@ -299,8 +377,10 @@ def render(results: dict, command: str) -> str:
            f"Reproduce with `{command}` (writes this file and `bench/results.json`)."
            + (" This was a **quick** run: small sizes, short runs." if results.get("quick") else ""), "",
            "## Headline", ""]
-    keys = [k for k in results if k not in ("machine", "quick", "sections")]
-    out += _table(["figure", "value", "target"], [[f"`{k}`", _value(results[k]), _verdict(k, results[k])] for k in keys])
+    keys = [k for k in results if k not in ("machine", "quick", "sections", "spread")]
+    spread = results.get("spread", {})
+    out += _table(["figure", "value", "min–max (runs)", "target"],
+                  [[f"`{k}`", _value(results[k]), _range(spread.get(k)), _verdict(k, results[k])] for k in keys])
     for name, (_, title) in SECTIONS.items():
         s = results["sections"].get(name)
         out += [f"## {title}", ""]
@@ -309,6 +389,13 @@ def render(results: dict, command: str) -> str:
         elif not s["ok"]:
             out += [f"**Failed:** {s['error']}", ""]
         else:
+            if "loadavg_1m" in s:
+                la = s["loadavg_1m"]
+                busy = max(la) > 0.5
+                out += [f"*Measured {s['measured']}; 1-minute load average {la[0]} before and {la[1]} after this "
+                        f"section on {m['cores']} cores*"
+                        + (": other work was running on the machine during it (shared by several sessions), so "
+                           "timings carry that noise; spreads are given for this reason." if busy else "."), ""]
             out += RENDER[name](s["result"])
     soak = Path(__file__).resolve().parent / "soak_results.md"
     if soak.exists():

@@ -244,3 +244,9 @@ def test_manifest_says_why_throttle_probe_is_unavailable(tmp_path):
     if st["status"] == "unavailable":
         assert "throttle_cfs_rq" in st["reason"] and "kprobe" in st["reason"] and "fentry" in st["reason"]
     assert manifest["sources"]["psi"]["status"] == "stopped"
+
+
+def test_syscall_sources_say_how_they_attached(tape):
+    for name in ("syscalls", "latency"):
+        env = tape["manifest"]["sources"][name]["environment"]
+        assert env["attach"] == "raw_tracepoint" and env["cgroup_slots"] >= 1, (name, env)

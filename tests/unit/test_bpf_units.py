@@ -213,3 +213,69 @@ def test_kprobe_check_reads_the_pmu_and_tracefs(tmp_path):
     pmu.parent.mkdir()
     pmu.write_text("6\n")
     assert "kprobe PMU" in kprobe_check(str(pmu), ()) and "offers" in kprobe_check(str(pmu), ())
+
+
+# -- cgroup slots (slots.py) on memfd-backed arrays laid out like the BPF maps ---
+
+class MemfdTable:
+    def __init__(self, nbytes: int):
+        self.map_fd = os.memfd_create("nt-slots")
+        os.ftruncate(self.map_fd, -(-nbytes // PAGE) * PAGE)
+
+
+class SlotOf(dict):
+    """slot_of as user space sees it: ctypes keys and values."""
+
+    def __setitem__(self, k, v):
+        super().__setitem__(k.value, v.value)
+
+    def __delitem__(self, k):
+        super().__delitem__(k.value)
+
+
+def slot_table(nslots=2, row=4, hint=16):
+    from nodetape.recorder.sources.bpf.slots import SlotCounters
+
+    maps = {b"c": MemfdTable(nslots * row * 8), b"slot_owner": MemfdTable(nslots * 8),
+            b"slot_hint": MemfdTable(hint * 8), b"slot_of": SlotOf()}
+    return SlotCounters(maps, b"c", nslots, row, hint), maps
+
+
+def test_slots_assign_read_recycle():
+    t, maps = slot_table()
+    assert t.assign([100, 117, 200]) == 1  # two slots, three cgroups: one waits
+    assert t.by_cgid == {100: 0, 117: 1} and maps[b"slot_of"] == {100: 0, 117: 1}
+    assert list(t.owner) == [100, 117]
+    # 117 % 16 == 5 and 100 % 16 == 4: each its own hint
+    assert t.hint[4] == 0 and t.hint[5] == 1
+    t.counts[0, 2] += 5  # what the kernel's atomic adds do
+    t.counts[1, 0] += 1
+    cg, cols, d = t.read_deltas()
+    assert sorted(zip(cg.tolist(), cols.tolist(), d.tolist())) == [(100, 2, 5), (117, 0, 1)]
+    t.counts[0, 2] += 2
+    cg, cols, d = t.read_deltas()
+    assert (cg.tolist(), cols.tolist(), d.tolist()) == ([100], [2], [2])
+    assert t.recycle({117}) == 1  # 100 was removed: its row is zeroed and its slot free
+    assert t.by_cgid == {117: 1} and t.counts[0].tolist() == [0, 0, 0, 0] and t.owner[0] == 0
+    assert maps[b"slot_of"] == {117: 1}
+    assert t.assign([200]) == 0 and t.by_cgid[200] == 0
+    assert t.read_deltas()[0].size == 0  # the zeroed row does not read as negative growth
+    t.close()
+
+
+def test_slots_hint_kept_for_a_live_owner():
+    t, _ = slot_table(nslots=3, hint=16)
+    t.assign([3, 19])  # both hash to hint 3: the first keeps it, the second goes through slot_of
+    assert t.hint[3] == 0
+    t.close()
+
+
+def test_merge_sums_a_cgroup_split_between_hash_and_row():
+    from nodetape.recorder.sources.bpf.interval import merge
+    from nodetape.recorder.sources.bpf.syscalls import KEY
+
+    keys = np.zeros(3, dtype=KEY)
+    keys["cgid"] = [7, 5, 7]
+    keys["nr"] = [110, 0, 110]
+    k, c = merge(keys, np.array([3, 1, 4], dtype=np.int64))
+    assert k["cgid"].tolist() == [5, 7] and k["nr"].tolist() == [0, 110] and c.tolist() == [1, 7]

@@ -1,6 +1,13 @@
 /* latency: syscall enter-to-exit time per thread, as cumulative log2
  * histograms per (cgroup2 id, syscall nr, bucket). Like syscalls.bpf.c the
  * counters only grow (atomic adds) and user space emits interval deltas.
+ *
+ * Buckets: 0 is a 0 ns latency; b >= 1 covers [2^(b-1), 2^b) ns. The common
+ * path is the cgroup's slot row (slots.h): hist_slots[slot][nr][b] for
+ * nr < NR_MAX and b < NR_BUCKETS (under 2^(NR_BUCKETS-1) ns); a cgroup
+ * without a slot, a longer call (a blocking wait: rare by definition) or a
+ * number >= NR_MAX is counted in the hash `hist`.
+ *
  * A thread that never returns (exit_group, a killed task) leaves its start in
  * an LRU map, which forgets it. */
 struct start_t {
@@ -11,9 +18,10 @@ struct start_t {
 struct hkey_t {
     u64 cgid;
     u32 nr;
-    u32 slot;  /* 0: 0 ns; else latency in [2^(slot-1), 2^slot) ns */
+    u32 slot;  /* the bucket (named slot in the tape's history) */
 };
 BPF_TABLE("lru_hash", u32, struct start_t, start, 65536);
+BPF_F_TABLE("array", u32, u64, hist_slots, NR_SLOTS * NR_MAX * NR_BUCKETS, BPF_F_MMAPABLE);
 BPF_HASH(hist, struct hkey_t, u64, MAX_KEYS);
 
 static __always_inline u32 log2_slot(u64 v) {
@@ -27,28 +35,42 @@ static __always_inline u32 log2_slot(u64 v) {
     return r;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
+static __always_inline int on_enter(u32 nr) {
     if (is_self())
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
     struct start_t s = {};
     s.ts = bpf_ktime_get_ns();
-    s.nr = (u32)args->id;
+    s.nr = nr;
     start.update(&tid, &s);
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
+static __always_inline int on_exit(void) {
     u32 tid = bpf_get_current_pid_tgid();
     struct start_t *s = start.lookup(&tid);
     if (!s)
         return 0;
     u64 delta = bpf_ktime_get_ns() - s->ts;
-    struct hkey_t k = {};
-    k.cgid = bpf_get_current_cgroup_id();
-    k.nr = s->nr;
-    k.slot = delta ? log2_slot(delta) + 1 : 0;
+    u32 nr = s->nr;
     start.delete(&tid);
+    u32 b = delta ? log2_slot(delta) + 1 : 0;
+    u64 cgid = bpf_get_current_cgroup_id();
+    if (nr < NR_MAX && b < NR_BUCKETS) {
+        u32 slot = cgroup_slot(cgid);
+        if (slot < NR_SLOTS) {
+            u32 i = (slot * NR_MAX + nr) * NR_BUCKETS + b;
+            u64 *c = hist_slots.lookup(&i);
+            if (c) {
+                __sync_fetch_and_add(c, 1);
+                return 0;
+            }
+        }
+    }
+    struct hkey_t k = {};
+    k.cgid = cgid;
+    k.nr = nr;
+    k.slot = b;
     u64 *v = hist.lookup(&k);
     if (v) {
         __sync_fetch_and_add(v, 1);
@@ -65,3 +87,19 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
     count_drop(DROP_MAP_FULL);
     return 0;
 }
+
+#ifdef RAW_TP
+RAW_TRACEPOINT_PROBE(sys_enter) {
+    return on_enter((u32)ctx->args[1]);
+}
+RAW_TRACEPOINT_PROBE(sys_exit) {
+    return on_exit();
+}
+#else
+TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
+    return on_enter((u32)args->id);
+}
+TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
+    return on_exit();
+}
+#endif

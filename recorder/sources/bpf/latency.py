@@ -3,6 +3,8 @@
 sys_enter stamps the thread; sys_exit adds the elapsed time to a cumulative
 in-kernel histogram bucket; every interval the growth of each bucket becomes
 a row. Costs two tracepoint hits per syscall, so it is heavier than `syscalls`.
+Raw tracepoints where the kernel allows them; histograms in the cgroup's slot
+row (slots.h) or, for cgroups without one and calls of 2^31 ns or more, a hash.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class SyscallLatencySource(IntervalCounterSource):
     program = "latency.bpf.c"
     tracepoints = ("raw_syscalls:sys_enter", "raw_syscalls:sys_exit")
     map_name = b"hist"
+    slot_map = b"hist_slots"
+    slots = 32  # a row is NR_MAX x 32 buckets (128 KiB): 4 MiB of kernel memory
+    slots_option = "latency_slots"
+    buckets = 32  # [0 ns, 2^31 ns); longer calls are counted in the hash
     key = KEY
     max_keys = 131072
     max_keys_option = "latency_max_keys"

@@ -1,0 +1,161 @@
+"""Cgroup slots of the syscall counters against the real kernel: counts stay exact
+when a cgroup waits for a slot (counted in the hash), when a removed cgroup's slot
+is given to another, and on the classic tracepoint when raw ones are not used."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kernelutil import rmdir_tree, unique_name
+from test_bpf_sources import GETPPID_C, UNIFIED, compile_c, requirements, run_in
+
+pytestmark = pytest.mark.kernel
+GETPPID = 110
+
+
+def getppid_counts(batches, cgids) -> dict[int, int]:
+    out = {c: 0 for c in cgids}
+    for _, b in batches:
+        d = b.to_pydict()
+        for c, i, nr in zip(d["count"], d["cgroup_id"], d["syscall_nr"]):
+            if i in out and nr == GETPPID:
+                out[i] += c
+    return out
+
+
+@pytest.fixture
+def loop(tmp_path):
+    requirements()
+    return compile_c(tmp_path, "getppid", GETPPID_C)
+
+
+def started(cls, options):
+    from nodetape.recorder.source import RecordContext
+
+    src = cls()
+    ctx = RecordContext(options=options)
+    src.probe(ctx)
+    src.start(ctx)
+    return src
+
+
+def test_one_slot_waiting_and_recycled_counts_exact(loop):
+    """One slot: A holds it, B waits in the hash, A is removed and its slot goes to B;
+    every call of each is counted once. Other cgroups on the node compete for the slot
+    at every drain, so the test gives it by hand (what _drain does after a read) and
+    keeps the drains from scanning."""
+    from nodetape.recorder.sources.bpf import shared_resolver
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    top = UNIFIED / unique_name("nt-slots")
+    a, b = top / "a", top / "b"
+    for d in (a, b):
+        d.mkdir(parents=True)
+    ida, idb = os.stat(a).st_ino, os.stat(b).st_ino
+    src = started(SyscallCountSource, {"syscall_slots": 1})
+    src._scan_after = float("inf")
+    out = []
+    try:
+        assert src.table.assign([ida]) == 0
+        run_in(a, [str(loop), "20000"], check=True)  # in A's slot row
+        run_in(b, [str(loop), "3000"], check=True)  # B has no slot: the hash
+        out += src._drain()
+        assert src.table.by_cgid == {ida: 0} and src.waiting >= 1
+        os.rmdir(a)
+        out += src._drain()  # the read that sees A's final value
+        res = shared_resolver(src.ctx)
+        res.rescan()
+        assert src.table.recycle(set(res.paths)) == 1 and src.table.by_cgid == {}
+        assert src.table.assign([idb]) == 0 and src.table.by_cgid == {idb: 0}
+        run_in(b, [str(loop), "50000"], check=True)  # in the recycled row, zeroed before B got it
+    finally:
+        out += src.stop()
+        rmdir_tree(top)
+    assert getppid_counts(out, [ida, idb]) == {ida: 20000, idb: 53000}
+    assert src.stats.dropped == 0
+
+
+def test_drain_releases_a_removed_cgroups_slot(loop):
+    """With every slot taken the drain scans the tree and takes back the slot of a removed
+    cgroup, after the read that saw its final count."""
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    a = UNIFIED / unique_name("nt-slots")
+    a.mkdir()
+    ida = os.stat(a).st_ino
+    src = started(SyscallCountSource, {"syscall_slots": 1})
+    src.rescan_ns = 0
+    out = []
+    try:
+        src.table.assign([ida])
+        run_in(a, [str(loop), "4321"], check=True)
+        os.rmdir(a)
+        out += src._drain()
+        assert ida not in src.table.by_cgid
+    finally:
+        out += src.stop()
+        rmdir_tree(a)
+    assert getppid_counts(out, [ida]) == {ida: 4321}
+
+
+def test_the_hint_alone_finds_the_slot(loop):
+    """The common path needs no hash: with the cgroup's slot_of entry removed, its calls
+    still land in its row (the hint user space wrote through the mmap is the kernel's)."""
+    import ctypes
+
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    cg = UNIFIED / unique_name("nt-hint")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    src = started(SyscallCountSource, {})
+    try:
+        src.table.assign([cid])
+        del src.table.slot_of[ctypes.c_uint64(cid)]
+        run_in(cg, [str(loop), "2500"], check=True)
+        keys, _ = src.counters.read_deltas()
+        cgids, cols, counts = src.table.read_deltas()
+    finally:
+        src.stop()
+        rmdir_tree(cg)
+    assert cid not in keys["cgid"].tolist()
+    assert dict(zip(cols[cgids == cid].tolist(), counts[cgids == cid].tolist()))[GETPPID] == 2500
+
+
+@pytest.mark.parametrize("attach", ["tracepoint", "raw_tracepoint"])
+def test_attach_kind_counts_exact_and_is_recorded(loop, attach):
+    from nodetape.recorder.sources.bpf.latency import SyscallLatencySource
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    cg = UNIFIED / unique_name("nt-attach")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    srcs = [started(cls, {"syscall_attach": attach}) for cls in (SyscallCountSource, SyscallLatencySource)]
+    out: dict = {s.name: [] for s in srcs}
+    try:
+        run_in(cg, [str(loop), "777"], check=True)
+        for s in srcs:
+            out[s.name] += s._drain()
+        run_in(cg, [str(loop), "12345"], check=True)
+    finally:
+        for s in srcs:
+            out[s.name] += s.stop()
+        rmdir_tree(cg)
+    for s in srcs:
+        assert s.environment()["attach"] == attach
+        assert "raw_tracepoint_refused" not in s.environment()
+    assert getppid_counts(out["syscalls"], [cid]) == {cid: 13122}
+    n = sum(c for _, b in out["latency"] for c, i, nr in zip(*(b.column(k).to_pylist() for k in
+                                                                ("count", "cgroup_id", "syscall_nr")))
+            if i == cid and nr == GETPPID)
+    assert n == 13122
+
+
+def test_unknown_attach_kind_is_a_reason(loop):
+    from nodetape.core.errors import SourceUnavailable
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    with pytest.raises(SourceUnavailable, match="syscall_attach"):
+        started(SyscallCountSource, {"syscall_attach": "kprobe"})
