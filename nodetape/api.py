@@ -47,6 +47,7 @@ def recorder(
     snapshot_cooldown_ns: int | None = None,
     push_store: str | None = None,
     host_label: str | None = None,
+    compact: bool = True,
 ):
     """A Recorder into the tape folder `out`, checked and ready to run(); bad options are UserError.
 
@@ -71,6 +72,7 @@ def recorder(
     if snapshot_cooldown_ns:
         opts.snapshot_cooldown_ns = snapshot_cooldown_ns
     opts.push_store, opts.host_label = _push_options(push_store, host_label)
+    opts.compact = compact
     return Recorder(opts)
 
 

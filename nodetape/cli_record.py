@@ -42,6 +42,7 @@ def record(
     metrics_addr: Annotated[str, typer.Option("--metrics-addr", help="Address for --metrics-port; 0.0.0.0 lets a Prometheus off this host scrape it.")] = "127.0.0.1",
     push_store: Annotated[Optional[str], typer.Option("--push", help="Push each sealed part (and snapshot) to this fleet store (a folder or s3://...) in the background, retried while it is unreachable.")] = None,
     host: Annotated[Optional[str], typer.Option("--host", help="Label the tape (its rows and a store's partitions) with this host name instead of the kernel's; a DaemonSet passes the node's name.")] = None,
+    no_compact: Annotated[bool, typer.Option("--no-compact", help="Keep every flushed part as written (no background merging into larger time-sorted parts).")] = False,
 ) -> None:
     """Record this node into the tape folder OUT.
 
@@ -52,8 +53,6 @@ def record(
     Examples:
 
       nodetape record /tmp/tape --duration 30s
-
-      nodetape record /tmp/tape --sources cgroup,samples,psi --interval 500ms
 
       nodetape record /tmp/tape --psi-trigger "memory some 150ms/2s"
 
@@ -74,7 +73,7 @@ def record(
         retain_ns=opts.duration(retain, "--retain"), max_tape_bytes=opts.size(max_size, "--max-size"),
         snapshot_on=list(snapshot_on or []), snapshot_dir=snapshot_dir,
         snapshot_cooldown_ns=opts.duration(snapshot_cooldown, "--snapshot-cooldown"), push_store=push_store,
-        host_label=host)
+        host_label=host, compact=not no_compact)
     _run(rec, out, live, metrics)
 
 

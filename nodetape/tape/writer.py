@@ -7,15 +7,12 @@ temp file, which readers ignore, and loses at most the rows buffered since the
 last flush. A new tape is built under a hidden name beside OUT and renamed into
 place once its first manifest is on disk, so OUT never exists without one.
 
-Who is right, the manifest or the folder? Readers trust the parts on disk (a part
-renamed just before a SIGKILL is complete and fsynced, though the manifest never
-named it) minus the parts the manifest has retired: retention first rewrites the
-manifest with a higher `first_part`, and only unlinks the retired files a grace
-period later, so a reader that listed them a moment before can still read them.
+Readers trust the parts on disk over the manifest's list (docs/reliability.md): a
+part renamed just before a SIGKILL is complete; retired parts are unlinked only a
+grace period after the manifest dropped them.
 
-Flight-recorder mode: `retain_ns` retires whole parts whose newest row is older
-than the window; `max_tape_bytes` retires the oldest parts (over all tables) while
-the tape is larger than the bound (retention.py keeps that ledger).
+Flight-recorder mode: `retain_ns` and `max_tape_bytes` retire whole parts, oldest
+first (retention.py keeps that ledger).
 
 Memory: each table flushes early past `max_buffer_bytes` (parts roll by size as
 well as time); all tables together flush early past `max_total_bytes`, at most
@@ -30,13 +27,8 @@ the sampled ones; then give up: drop the rest, free the reserve file (kept from
 the start so the last manifest fits), write the final manifest and raise
 DiskFull. Nothing already written is touched, except parts retention owns.
 
-Offline copies (`TapeWriter(..., offline=True)`: slices, test and bench tapes)
-never drop a row: no back-pressure rule, early flushes as often as needed, and
-a full disk is an error at once (DiskFull) instead of the escalation above. Only
-the live recorder trades rows for bounded memory and a tape that goes on.
-
-Each part's size, row count and BLAKE2b checksum go into the manifest with its
-name (format 2); `nodetape verify` checks them (partfile.py, verify.py).
+Offline copies (`offline=True`: slices, test and bench tapes) never drop a row and
+fail at once on a full disk. Each part's size, rows and BLAKE2b go into the manifest.
 """
 
 from __future__ import annotations

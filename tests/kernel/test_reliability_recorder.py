@@ -133,7 +133,7 @@ def test_disk_full_drops_raw_first_and_exits_1_with_a_valid_tape():
     with small_tmpfs(480 << 10) as d:
         tape = d / "tape"
         r = subprocess.run(_cmd("record", tape, "--sources", "psi,proc", "--interval", "100ms", "--flush", "100ms",
-                                "--quiet"), capture_output=True, text=True, timeout=60)
+                                "--no-compact", "--quiet"), capture_output=True, text=True, timeout=60)
         assert r.returncode == 1, r.stderr
         assert r.stderr.startswith(f"nodetape: error: disk full writing {tape}"), r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -152,7 +152,7 @@ def test_flight_recorder_evicts_oldest_parts_when_the_disk_fills():
     with small_tmpfs(480 << 10) as d:
         tape = d / "tape"
         p = subprocess.Popen(_cmd("record", tape, "--sources", "psi,proc", "--interval", "100ms", "--flush", "100ms",
-                                  "--retain", "1h", "--quiet"), stderr=subprocess.PIPE, text=True)
+                                  "--retain", "1h", "--no-compact", "--quiet"), stderr=subprocess.PIPE, text=True)
         try:
             _wait(lambda: ((_manifest(tape) or {}).get("disk_full") or {}).get("evicted_parts"), 40,
                   "an eviction on the full tmpfs")
