@@ -66,7 +66,9 @@ def test_recording_the_fixtures_again_gives_the_same_shapes(tmp_path):
         # machine; the checked-in tape shows it firing (test above), a re-recording may not
         # packet drops come from whatever else the machine's network does meanwhile
         for s in (got, want):
-            s["tables"] = [t for t in s["tables"] if t not in ("psi_events", "packet_drops")]
+            # a pod's file opens are traced once the opens source has matched its new cgroup, which races
+            # the container's first opens (the checked-in CRI tape lost that race; a re-recording may not)
+            s["tables"] = [t for t in s["tables"] if t not in ("psi_events", "packet_drops", "file_opens")]
         assert got == want, name
         for key, value in PROMISES[name].items():
             if key != "psi_trigger_fired":
