@@ -78,7 +78,7 @@ def build_template(out: Path, compact: bool = False) -> Path:
                 w.append(table.name, data.select(table.schema.names))
                 if not compact:
                     w.flush(scheduled=False)  # one part per fixture part, as the recorder sealed them
-    w.manifest["sources"] = base["sources"]
+    w.manifest.sources = dict(base.sources)
     w.close(start + WINDOW_NS)
     return out
 
@@ -157,13 +157,19 @@ def measure_push(hosts: list[str], n: int) -> dict:
             "repush_parts_per_s": again.parts_skipped / again.seconds}
 
 
-def measure_queries(store: str, engine: str, reps: int) -> dict:
-    from nodetape import fleet
+def fleet_query(store: str, name: str, hosts: str | None = None, engine: str = "duckdb"):
+    """A named query over a store, opening it included (as `nodetape query STORE NAME` does)."""
+    import nodetape
 
+    with nodetape.open(store, hosts=hosts, engine=engine) as t:
+        return t.query(name)
+
+
+def measure_queries(store: str, engine: str, reps: int) -> dict:
     out = {}
     for name in ("pod_births", "throttle_timeline"):
         for label, hosts in (("all_hosts", None), ("one_host", "node-0042")):
-            stats, table = _timed(lambda: fleet.query([store], name, {}, hosts=hosts, engine=engine), reps)
+            stats, table = _timed(lambda: fleet_query(store, name, hosts, engine), reps)
             out[f"{name}_{label}"] = {"s": stats, "rows": table.num_rows}
             out[f"_{name}_{label}_table"] = table
     return out
@@ -171,7 +177,6 @@ def measure_queries(store: str, engine: str, reps: int) -> dict:
 
 def spark_matches_on_fixtures() -> dict:
     """Every named query on the fixture tapes pushed into a store: identical rows on both engines?"""
-    from nodetape import fleet
     from nodetape.queries import catalog
     from nodetape.store.push import push
 
@@ -179,8 +184,8 @@ def spark_matches_on_fixtures() -> dict:
     push(FIXTURES, str(store), stream=None)
     same = {}
     for name in catalog():
-        d = fleet.query([str(store)], name, {})
-        s = fleet.query([str(store)], name, {}, engine="spark")
+        d = fleet_query(str(store), name)
+        s = fleet_query(str(store), name, engine="spark")
         same[name] = _rows(d) == _rows(s) and d.schema == s.schema
     return same
 

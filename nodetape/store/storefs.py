@@ -77,7 +77,14 @@ class StoreFS:
         return self.fs.get_file_info(self.full(rel)).type == FileType.Directory
 
     def list(self, rel: str) -> list[tuple[str, bool]]:
-        """(name, is_dir) of the entries directly under rel; [] if it does not exist."""
+        """(name, is_dir) of the entries directly under rel; [] if it does not exist. A directory store is
+        listed with os.scandir (the entry types come with the listing: no stat per file)."""
+        if self.local:
+            try:
+                with os.scandir(self.full(rel)) as it:
+                    return [(e.name, e.is_dir()) for e in it]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
         from pyarrow.fs import FileSelector, FileType
 
         try:
