@@ -41,6 +41,15 @@ from nodetape.store import layout
 from nodetape.store.storefs import PARTIAL, blake2b_local, is_url, open_fs
 
 ROW_GROUP = 16384
+KILL_AT = "NODETAPE_COMPACT_KILL_AT"  # tests: SIGKILL this process at the named step (tests/fleet)
+
+
+def _step(name: str) -> None:
+    """A named step of a compaction; the crash tests kill the process here, for real (SIGKILL)."""
+    if os.environ.get(KILL_AT) == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -159,7 +168,9 @@ def write_compacted(store, t, date: str, todo: dict[str, list[tuple[str, int, st
             records.update(recs)
             if data is not None:
                 sink.add(data)
+                _step("writing")
         sink.close()
+        _step("written")
         os.replace(tmp, f"{folder}/{cid_file}")
     except BaseException:
         try:
@@ -198,6 +209,7 @@ def _remove_covered(store, present: list[str], covered: dict) -> int:
             try:
                 os.unlink(store.full(rel))
                 n += 1
+                _step("removing")
             except FileNotFoundError:
                 pass
     return n
@@ -221,6 +233,7 @@ def compact_date(store, t, date: str, found: list[tuple[str, str, int, str]], ha
         index = json.loads(json.dumps(index))
         index["files"].append(entry)
         index["parts"].update(records)
+        _step("renamed")
         store.put_bytes((json.dumps(index, separators=(",", ":")) + "\n").encode(), cz.index_path(t.name, date))
         cz.fsync_dir(store.full(cz.date_dir(t.name, date)))  # the commit is durable before any part goes
         stats.files += 1
@@ -228,6 +241,7 @@ def compact_date(store, t, date: str, found: list[tuple[str, str, int, str]], ha
         stats.rows += entry["rows"]
         stats.bytes += entry["bytes"]
         stats.details.append(f"{t.name} {date}: {len(records)} parts -> {entry['file']} ({entry['rows']} rows)")
+        _step("committed")
     stats.removed += _remove_covered(store, [f[3] for f in found], index["parts"])
     stats.dates += 1
 
