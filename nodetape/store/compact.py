@@ -203,7 +203,10 @@ def clean_leftovers(store, table: str, date: str, index: dict) -> int:
 
 
 def _remove_covered(store, present: list[str], covered: dict) -> int:
+    """Remove the covered per-host parts, then their date and host folders if that left them empty (a
+    reader then lists a few folders, not one per host and table; a push recreates them, storefs.py)."""
     n = 0
+    folders = set()
     for rel in present:
         if rel in covered:
             try:
@@ -212,6 +215,12 @@ def _remove_covered(store, present: list[str], covered: dict) -> int:
                 _step("removing")
             except FileNotFoundError:
                 pass
+            folders.add(rel.rsplit("/", 1)[0])
+    for folder in sorted(folders | {f.rsplit("/", 1)[0] for f in folders}, key=len, reverse=True):
+        try:
+            os.rmdir(store.full(folder))
+        except OSError:
+            pass  # not empty: a push wrote there meanwhile
     return n
 
 
