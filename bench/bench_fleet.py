@@ -169,10 +169,10 @@ def fleet_query(store: str, name: str, hosts: str | None = None, engine: str = "
         return t.query(name)
 
 
-def measure_queries(store: str, engine: str, reps: int) -> dict:
+def measure_queries(store: str, engine: str, reps: int, n_hosts: int = 1000) -> dict:
     out = {}
     for name in ("pod_births", "throttle_timeline"):
-        for label, hosts in (("all_hosts", None), ("one_host", "node-0042")):
+        for label, hosts in (("all_hosts", None), ("one_host", f"node-{min(42, n_hosts - 1):04d}")):
             stats, table = _timed(lambda: fleet_query(store, name, hosts, engine), reps)
             out[f"{name}_{label}"] = {"s": stats, "rows": table.num_rows}
             out[f"_{name}_{label}_table"] = table
@@ -246,10 +246,10 @@ def run_measure(n_hosts: int, push_hosts: int = 100) -> dict:
     res: dict = {"hosts": n_hosts, "push": measure_push(sealed_hosts, push_hosts)}
     res["compaction"] = measure_compaction(n_hosts)
     compacted = res["compaction"]["compact"]["store"]
-    res["duckdb_compacted"] = measure_queries(compacted, "duckdb", reps=3)
-    res["duckdb_compact"] = measure_queries(str(base / f"store-compact-{n_hosts}"), "duckdb", reps=3)
-    res["duckdb_sealed"] = measure_queries(str(base / f"store-sealed-{n_hosts}"), "duckdb", reps=1)
-    res["spark_compacted"] = measure_queries(compacted, "spark", reps=1)
+    res["duckdb_compacted"] = measure_queries(compacted, "duckdb", 3, n_hosts)
+    res["duckdb_compact"] = measure_queries(str(base / f"store-compact-{n_hosts}"), "duckdb", 3, n_hosts)
+    res["duckdb_sealed"] = measure_queries(str(base / f"store-sealed-{n_hosts}"), "duckdb", 1, n_hosts)
+    res["spark_compacted"] = measure_queries(compacted, "spark", 1, n_hosts)
     res["compacted_matches_per_host_store"] = {
         k: _same(res["duckdb_compacted"][f"_{k}_table"], res["duckdb_compact"][f"_{k}_table"]) for k in FLEET_KEYS}
     res["spark_matches_duckdb_1000_hosts"] = {

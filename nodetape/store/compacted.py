@@ -103,7 +103,11 @@ def materialize(files: list[CompactedFile], table: str, out_dir: Path) -> dict[t
     schema = next(t for t in TABLES if t.name == table).schema
     out: dict[tuple[str, str], list[Path]] = {}
     for f in files:
-        data = pq.read_table(f.path)
+        try:
+            data = pq.read_table(f.path)
+        except Exception as e:  # pyarrow's errors for a damaged file vary
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TapeError(f"{f.path}: corrupt compacted Parquet file ({first})", str(f.path)) from None
         srcs = data.column(SRC_COL)
         for sid, (host, tape, name) in sorted(f.srcs.items(), key=lambda kv: kv[1]):
             rows = data.filter(pc.equal(srcs, sid))

@@ -12,6 +12,11 @@ overlap it. Whole parts are kept: a part that overlaps the window brings all its
 Date partitions more than a day before the window are not listed (a part spans one
 flush interval, seconds, so its rows never reach a day past its first row's date).
 
+Compacted files (store/compacted.py): each table's per-host parts are listed first, then
+each selected date's compaction index is read; parts the index covers are skipped (their
+rows are in a compacted file), and the compacted rows of the selected hosts, narrowed by
+original part as above, are kept in Selection.compacted for the views.
+
 Files a push is still writing are hidden temporaries and are never listed; parts whose
 tape has no manifest yet (a push killed before its manifest) are left out and counted.
 """

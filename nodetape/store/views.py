@@ -184,5 +184,20 @@ def connect(tapes, con=None):
         try:
             con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {table_sql(con, tapes, t)}')
         except duckdb.Error as e:
-            raise _blame_part(con, list(tapes), t, e) from None
+            raise _blame_compacted(con, tapes, t) or _blame_part(con, list(tapes), t, e) from None
     return con
+
+
+def _blame_compacted(con, tapes, t):
+    """A TapeError naming the compacted file DuckDB cannot read, None if they all read."""
+    import duckdb
+
+    from nodetape.core.errors import TapeError
+
+    for f in getattr(tapes, "compacted", {}).get(t.name, []):
+        try:
+            con.execute(f"SELECT * FROM read_parquet({_sql_str(str(f.path))}) LIMIT 0")
+        except duckdb.Error as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return TapeError(f"{f.path}: corrupt compacted Parquet file ({first})", str(f.path))
+    return None

@@ -162,6 +162,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert err.startswith("nodetape: error: ") and err.count("\n") == 1, (argv, err)
     assert "directory store only" in (run(["compact", "gs://b/f"]), capsys.readouterr().err)[1]
     assert run(["compact", "-q", str(store)]) == 0
+    damaged = next(store.glob(f"processes/{cz.COMPACTED_DIR}/date=*/c*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    for argv in (["query", str(store), "pod_births"], ["replay", str(store), "--max"]):
+        capsys.readouterr()
+        assert run(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert str(damaged) in err and err.count("\n") == 1, (argv, err)
     index = next(store.glob(f"cgroup_events/{cz.COMPACTED_DIR}/date=*/{cz.INDEX}"))
     index.write_text("{not json")
     capsys.readouterr()
