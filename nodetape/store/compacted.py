@@ -67,6 +67,11 @@ def read_index(store, table: str, date: str) -> dict:
             raise ValueError("no files/parts")
         if idx.get("format") != INDEX_FORMAT:
             raise ValueError(f"format {idx.get('format')!r}, this nodetape reads {INDEX_FORMAT}")
+        for part, rec in idx["parts"].items():
+            if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("host", "tape", "file")):
+                raise ValueError(f"part {part!r}: not a record with host, tape and file")
+        if not all(isinstance(f, dict) and isinstance(f.get("file"), str) for f in idx["files"]):
+            raise ValueError("files: not records with a file name")
     except (ValueError, AttributeError) as e:
         raise TapeError(f"{store.full(rel)}: malformed compaction index ({str(e).splitlines()[0]})",
                         store.full(rel)) from None

@@ -135,7 +135,9 @@ class StoreReader:
             covered.update(idx["parts"])
             by_file: dict[str, cz.CompactedFile] = {}
             for rel, rec in idx["parts"].items():
-                f = by_file.setdefault(rec.get("file"), cz.CompactedFile(path=Path()))
+                f = by_file.get(rec.get("file"))
+                if f is None:
+                    f = by_file[rec.get("file")] = cz.CompactedFile(path=Path())
                 f.total += 1
                 key = (rec.get("host"), rec.get("tape"))
                 if self.hosts is not None and not fnmatch.fnmatchcase(str(key[0]), self.hosts):

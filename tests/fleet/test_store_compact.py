@@ -170,8 +170,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert str(damaged) in err and err.count("\n") == 1, (argv, err)
     index = next(store.glob(f"cgroup_events/{cz.COMPACTED_DIR}/date=*/{cz.INDEX}"))
-    index.write_text("{not json")
-    capsys.readouterr()
-    assert run(["query", str(store), "pod_births"]) == 2
-    err = capsys.readouterr().err
-    assert str(index) in err and err.count("\n") == 1
+    good = json.loads(index.read_text())
+    for bad in ("{not json", json.dumps({**good, "parts": {"x": 5}}), json.dumps({**good, "format": 99})):
+        index.write_text(bad)
+        capsys.readouterr()
+        assert run(["query", str(store), "pod_births"]) == 2
+        err = capsys.readouterr().err
+        assert str(index) in err and err.count("\n") == 1
