@@ -7,13 +7,16 @@ start 225 s after the previous one (all boottime columns moved together), writte
 the real TapeWriter; each of the 1,000 hosts is a copy of that tape (parts hard-linked)
 whose manifest names the host `node-NNNN` and moves its wall clock by NNNN x 7 ms.
 Every host thus holds four real incidents (pod births, throttling, an OOM kill) in
-15 minutes, and the store 6.9 million rows in 79,000 parts.
+15 minutes.
 
 Measured: `nodetape push` of the hosts' tapes into a directory store (parts/s, MB/s,
-with the fsync of every part); `pod_births` and `throttle_timeline` over all hosts and
-over one host (`--hosts node-0042`) on DuckDB (opening the store included) and on
-Spark local mode; whether both engines gave identical rows (every named query on the
-fixture tapes pushed into a store, and the two fleet queries at 1,000 hosts).
+with the fsync of every part); `nodetape compact` of the store (one file per table
+and date for all hosts); `pod_births` and `throttle_timeline` over all hosts and over
+one host (`--hosts node-0042`) on DuckDB (opening the store included) over the
+compacted store, beside the same store with one file per host and table (the peer)
+and as sealed, and on Spark local mode over the compacted store; whether both engines
+gave identical rows (every named query on the fixture tapes pushed into a store, and
+the two fleet queries at 1,000 hosts).
 
 Run alone: `python -m bench.bench_fleet [--hosts N]` (it merges its keys into
 bench/results.json and its section into BENCHMARKS.md). Other work shares the 2 cores.
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,7 +82,7 @@ def build_template(out: Path, compact: bool = False) -> Path:
                 w.append(table.name, data.select(table.schema.names))
                 if not compact:
                     w.flush(scheduled=False)  # one part per fixture part, as the recorder sealed them
-    w.manifest["sources"] = base["sources"]
+    w.manifest.sources = dict(base.sources)
     w.close(start + WINDOW_NS)
     return out
 
@@ -157,13 +161,19 @@ def measure_push(hosts: list[str], n: int) -> dict:
             "repush_parts_per_s": again.parts_skipped / again.seconds}
 
 
-def measure_queries(store: str, engine: str, reps: int) -> dict:
-    from nodetape import fleet
+def fleet_query(store: str, name: str, hosts: str | None = None, engine: str = "duckdb"):
+    """A named query over a store, opening it included (as `nodetape query STORE NAME` does)."""
+    import nodetape
 
+    with nodetape.open(store, hosts=hosts, engine=engine) as t:
+        return t.query(name)
+
+
+def measure_queries(store: str, engine: str, reps: int, n_hosts: int = 1000) -> dict:
     out = {}
     for name in ("pod_births", "throttle_timeline"):
-        for label, hosts in (("all_hosts", None), ("one_host", "node-0042")):
-            stats, table = _timed(lambda: fleet.query([store], name, {}, hosts=hosts, engine=engine), reps)
+        for label, hosts in (("all_hosts", None), ("one_host", f"node-{min(42, n_hosts - 1):04d}")):
+            stats, table = _timed(lambda: fleet_query(store, name, hosts, engine), reps)
             out[f"{name}_{label}"] = {"s": stats, "rows": table.num_rows}
             out[f"_{name}_{label}_table"] = table
     return out
@@ -171,7 +181,6 @@ def measure_queries(store: str, engine: str, reps: int) -> dict:
 
 def spark_matches_on_fixtures() -> dict:
     """Every named query on the fixture tapes pushed into a store: identical rows on both engines?"""
-    from nodetape import fleet
     from nodetape.queries import catalog
     from nodetape.store.push import push
 
@@ -179,8 +188,8 @@ def spark_matches_on_fixtures() -> dict:
     push(FIXTURES, str(store), stream=None)
     same = {}
     for name in catalog():
-        d = fleet.query([str(store)], name, {})
-        s = fleet.query([str(store)], name, {}, engine="spark")
+        d = fleet_query(str(store), name)
+        s = fleet_query(str(store), name, engine="spark")
         same[name] = _rows(d) == _rows(s) and d.schema == s.schema
     return same
 
@@ -201,90 +210,71 @@ def run_prepare(n_hosts: int) -> dict:
     return out
 
 
+def _parquet_bytes(store: Path) -> int:
+    return sum(p.stat().st_size for p in store.glob("*/**/*.parquet"))
+
+
+def measure_compaction(n_hosts: int, reps: int = 3) -> dict:
+    """`nodetape compact` of the store with one file per host and table, each time on a fresh hard-link copy
+    (compaction unlinks the copy's links only); the last compacted copy is the store the queries read.
+    Once more on a copy of the store as sealed (1 s parts): what compacting a recorder's own parts costs."""
+    from nodetape.store.compact import compact
+
+    base = WORK / "fleet"
+    out = {}
+    for kind, n in (("compact", reps), ("sealed", 1)):
+        src, dst = base / f"store-{kind}-{n_hosts}", base / f"store-compacted-from-{kind}-{n_hosts}"
+        times, st = [], None
+        for _ in range(n):
+            shutil.rmtree(dst, ignore_errors=True)
+            subprocess.run(["cp", "-al", str(src), str(dst)], check=True)
+            st = compact(str(dst))
+            times.append(st.seconds)
+        out[kind] = {"s": median_spread(times), "parts": st.parts, "rows": st.rows, "files": st.files,
+                     "bytes": st.bytes, "store_parquet_bytes_before": _parquet_bytes(src), "store": str(dst)}
+        if kind == "sealed":
+            shutil.rmtree(dst, ignore_errors=True)
+    return out
+
+
+FLEET_KEYS = ("pod_births_all_hosts", "pod_births_one_host", "throttle_timeline_all_hosts", "throttle_timeline_one_host")
+
+
 def run_measure(n_hosts: int, push_hosts: int = 100) -> dict:
     base = WORK / "fleet"
     sealed_hosts = [str(base / "hosts-sealed" / f"node-{i:04d}") for i in range(n_hosts)]
     res: dict = {"hosts": n_hosts, "push": measure_push(sealed_hosts, push_hosts)}
-    compact = str(base / f"store-compact-{n_hosts}")
-    sealed = str(base / f"store-sealed-{n_hosts}")
-    res["duckdb_compact"] = measure_queries(compact, "duckdb", reps=3)
-    res["duckdb_sealed"] = measure_queries(sealed, "duckdb", reps=1)
-    res["spark_compact"] = measure_queries(compact, "spark", reps=1)
+    res["compaction"] = measure_compaction(n_hosts)
+    compacted = res["compaction"]["compact"]["store"]
+    res["duckdb_compacted"] = measure_queries(compacted, "duckdb", 3, n_hosts)
+    res["duckdb_compact"] = measure_queries(str(base / f"store-compact-{n_hosts}"), "duckdb", 3, n_hosts)
+    res["duckdb_sealed"] = measure_queries(str(base / f"store-sealed-{n_hosts}"), "duckdb", 1, n_hosts)
+    res["spark_compacted"] = measure_queries(compacted, "spark", 1, n_hosts)
+    res["compacted_matches_per_host_store"] = {
+        k: _same(res["duckdb_compacted"][f"_{k}_table"], res["duckdb_compact"][f"_{k}_table"]) for k in FLEET_KEYS}
     res["spark_matches_duckdb_1000_hosts"] = {
-        k: _same(res["duckdb_compact"][f"_{k}_table"], res["spark_compact"][f"_{k}_table"])
-        for k in ("pod_births_all_hosts", "pod_births_one_host", "throttle_timeline_all_hosts",
-                  "throttle_timeline_one_host")}
-    for k in ("duckdb_compact", "duckdb_sealed", "spark_compact"):
+        k: _same(res["duckdb_compacted"][f"_{k}_table"], res["spark_compacted"][f"_{k}_table"]) for k in FLEET_KEYS}
+    for k in ("duckdb_compacted", "duckdb_compact", "duckdb_sealed", "spark_compacted"):
         res[k] = _strip(res[k])
     return res
 
 
 def headline(prep: dict, res: dict) -> dict:
-    d = res["duckdb_compact"]
+    d = res["duckdb_compacted"]
     same = all(prep["spark_matches_on_fixtures"].values()) and all(res["spark_matches_duckdb_1000_hosts"].values())
     return {
         "fleet_query_s_1000_hosts_pod_births": round(d["pod_births_all_hosts"]["s"]["median"], 2),
         "fleet_query_s_1000_hosts_throttle_timeline": round(d["throttle_timeline_all_hosts"]["s"]["median"], 2),
         "fleet_spark_matches_duckdb": same,
         "push_parts_per_s": round(res["push"]["parts_per_s"]),
+        "fleet_compact_s_1000_hosts": round(res["compaction"]["compact"]["s"]["median"], 1),
     }
-
-
-def render(prep: dict, res: dict, head: dict) -> str:
-    def q(section, key):
-        s = res[section][key]["s"]
-        return f"{s['median']:.2f} s" + (f" ({s['min']:.2f}–{s['max']:.2f}, n={s['n']})" if s["n"] > 1 else "")
-
-    p = res["push"]
-    c, s = prep["compact"], prep["sealed"]
-    lines = [
-        "## Fleet: a store of 1,000 hosts x 15 minutes (issue 16)", "",
-        "Reproduce: `python -m bench.bench_fleet --phase prepare`, then "
-        "`flock /tmp/nodetape-kernel.lock python -m bench.bench_fleet --phase measure`. "
-        "Measured under the machine-wide lock, but other work (helpers' unit tests, builds) shared the 2 cores.", "",
-        "**The store is built from the real fixture tapes, re-hosted and time-shifted; no row is invented.** "
-        "The four fixture recordings (one boot of one VM, 17 s of real data, "
-        f"{c['rows_per_host']:,} rows) are laid into one 15-minute tape, 225 s apart, by the real TapeWriter; each of "
-        "1,000 hosts is a copy (parts hard-linked) named `node-NNNN` with its wall clock moved NNNN x 7 ms, pushed "
-        f"with `nodetape push`: {c['rows_per_host'] * 1000 / 1e6:.1f} million rows. Two layouts of the same rows: "
-        f"**compact**, one part per table per host ({c['parts_per_host']} parts/host, what a 15-minute flush or a "
-        f"compaction gives), and **as sealed**, the fixture recorder's 1 s parts ({s['parts_per_host']} parts/host, "
-        f"~{s['rows_per_host'] // s['parts_per_host']} rows per part).", "",
-        "| query (wall time, opening the store included) | DuckDB, compact | DuckDB, as sealed | Spark local, compact |",
-        "|---|---|---|---|",
-    ]
-    for key, label in (("pod_births_all_hosts", "pod_births, all 1,000 hosts"),
-                       ("throttle_timeline_all_hosts", "throttle_timeline, all 1,000 hosts"),
-                       ("pod_births_one_host", "pod_births, `--hosts node-0042`"),
-                       ("throttle_timeline_one_host", "throttle_timeline, `--hosts node-0042`")):
-        lines.append(f"| {label} ({res['duckdb_compact'][key]['rows']:,} rows) | {q('duckdb_compact', key)} | "
-                     f"{q('duckdb_sealed', key)} | {q('spark_compact', key)} |")
-    lines += [
-        "",
-        "Spark's times include starting the local session (~15 s here) on the first query. "
-        f"Spark gave identical rows: every named query on the fixture tapes pushed into a store "
-        f"({'yes' if all(prep['spark_matches_on_fixtures'].values()) else 'NO'}), and the four fleet queries above at "
-        f"1,000 hosts ({'yes' if all(res['spark_matches_duckdb_1000_hosts'].values()) else 'NO'}).", "",
-        f"Push to a directory store ({p['hosts']} hosts as sealed, every part fsynced then renamed): "
-        f"{p['parts']:,} parts, {p['bytes'] / 1e6:.1f} MB in {p['seconds']:.1f} s = **{p['parts_per_s']:.0f} parts/s, "
-        f"{p['mb_per_s']:.2f} MB/s**; pushing the same tapes again (all already there, checksums compared) "
-        f"{p['repush_parts_per_s']:.0f} parts/s.", "",
-        f"What it shows: against the issue's 5 s target on this 2-core machine, fleet-wide throttle_timeline "
-        f"makes it on the compact store ({res['duckdb_compact']['throttle_timeline_all_hosts']['s']['median']:.1f} s) "
-        f"and pod_births does not ({res['duckdb_compact']['pod_births_all_hosts']['s']['median']:.1f} s: it scans "
-        "cgroup_events, processes, namespaces and syscall_counts several times). The cost at fleet scale is files "
-        "as much as rows: the same rows in 10x more parts take 4-8x longer on DuckDB (each scan opens every "
-        "part, ~140 us per file here), so a store fed by 2 s flushes wants compaction (a host's parts merged per "
-        "date); that is not built yet. One host's queries prune on the host partition and stay well under a second. "
-        "Spark local mode on 2 cores is slower than DuckDB at this size; it is there for clusters.", "",
-        "Keys: " + ", ".join(f"`{k}` = {v}" for k, v in head.items()) + " (the query keys are DuckDB on the compact "
-        "store).", "",
-    ]
-    return "\n".join(lines)
 
 
 def write_outputs(prep: dict, res: dict) -> dict:
     head = headline(prep, res)
+    from .fleet_render import render
+
     write_section("fleet", "## Fleet: a store of 1,000 hosts x 15 minutes", {"prepare": prep, "measure": res}, head,
                   render(prep, res, head))
     return head

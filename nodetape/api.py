@@ -217,11 +217,18 @@ class Tapes:
         q = get(name)
         return self.sql(q.sql, q.bind({k: str(v) for k, v in params.items()}))
 
+    @property
+    def part_tapes(self) -> list[Tape]:
+        """The tapes with every row in per-tape parts (a compacted store's rows written back to
+        temporary parts, store/views.py), for what walks parts: replay, info."""
+        as_parts = getattr(self.tapes, "as_part_tapes", None)
+        return as_parts() if as_parts else self.tapes
+
     def events(self, from_=None, to=None, tables=None, cgroup: str | None = None, pod: str | None = None):
         """The replay stream over these tapes: Events in time order (see nodetape.replay.stream)."""
         from nodetape.replay.stream import Replay
 
-        return Replay(self.tapes).events(from_, to, tables, cgroup, pod)
+        return Replay(self.part_tapes).events(from_, to, tables, cgroup, pod)
 
     def report(self):
         """What `nodetape report` shows, as data (nodetape.report.ReportData)."""
@@ -233,7 +240,7 @@ class Tapes:
         """`nodetape info --json`: one summary per tape."""
         from .info import summary
 
-        return [summary(t) for t in self.tapes]
+        return [summary(t) for t in self.part_tapes]
 
     def close(self) -> None:
         if self._con is not None:

@@ -5,7 +5,7 @@ the file or option; 1 internal error. No traceback reaches a user unless
 NODETAPE_DEBUG=1.
 
 The commands live in cli_record (record, snapshot), cli_read (verify, info, query,
-sql, report), cli_move (replay, export, push) and cli_node (doctor, demo, schema),
+sql, report), cli_move (replay, export, push, compact) and cli_node (doctor, demo, schema),
 each a thin shell over nodetape.api; importing them here registers them on the one
 Typer app (cli_app), in the order `--help` lists them.
 """

@@ -55,7 +55,7 @@ def replay(
     from .replay.command import run_replay
 
     # opened once, here: tape folders or a fleet store (--from/--to then act on rows, as on any tape)
-    opened = opts.open_tapes(tapes, allow_damaged=allow_damaged, hosts=hosts).tapes
+    opened = opts.open_tapes(tapes, allow_damaged=allow_damaged, hosts=hosts).part_tapes
     code = run_replay(
         tapes=opened, speed=speed, max_speed=max_, from_=from_, to=to, tables=tables, cgroup=cgroup, pod=pod,
         fmt=fmt, output=output, into=into, out=out, check=check, prepare_only=prepare, allow_cgroupfs=allow_cgroupfs,
@@ -102,3 +102,24 @@ def push(
     if len(args) < 2:
         raise UserError("push: give TAPE... and STORE")
     api.push(args[:-1], args[-1], host=host, quiet=quiet)
+
+
+# -- compact -----------------------------------------------------------------
+@app.command()
+def compact(
+    store: Annotated[str, typer.Argument(metavar="STORE", help="A directory fleet store (object stores are refused).")],
+    table: Annotated[Optional[str], typer.Option("--table", help="Compact this table only (default: every table).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+) -> None:
+    """Merge each table's parts of a date, across all hosts, into one file per run (atomic; docs/fleet.md).
+
+    Fleet queries then open a few files instead of one per host. Safe to run while pushes go on
+    and to kill: run it again, e.g. hourly or once a date is over (a cron job or a CronJob).
+
+    Example:
+
+      nodetape compact /mnt/fleet
+    """
+    from .store.compact import run
+
+    run(store, table, quiet=quiet)

@@ -56,7 +56,7 @@ def info(
     if json_:
         print(json.dumps(opened.info(), indent=2))
         return
-    print("\n".join(render(t) for t in opened.tapes), end="")
+    print("\n".join(render(t) for t in opened.part_tapes), end="")
 
 
 # -- query -------------------------------------------------------------------

@@ -83,46 +83,68 @@ def _file_key(path) -> str:
 
 
 def _offset_expr(column: str, tapes, col_idx: str = "_tape") -> str:
-    """realtime - boottime for `column`: one offset per tape, a CASE only for tapes with several pairs."""
-    multi = []
-    for i, t in enumerate(tapes):
-        pairs = t.clock_pairs
-        if len({o for _, o in pairs}) > 1:
-            whens = " ".join(f"WHEN `{column}` >= {b} THEN {o}" for b, o in reversed(pairs[1:]))
-            multi.append(f"WHEN {col_idx} = {i} THEN (CASE {whens} ELSE {pairs[0][1]} END)")
-    if not multi:
-        return "_off"
-    return f"(CASE {' '.join(multi)} ELSE _off END)"
+    """realtime - boottime for `column`: clockmap's one rule, in Spark's quoting."""
+    from nodetape.tape import clockmap
+
+    return clockmap.offset_sql_by_tape(f"`{column}`", [t.clock_pairs for t in tapes], col_idx, "_off")
+
+
+def _columns(t, present: set, tapes) -> list[str]:
+    exprs = []
+    for c in t.columns:
+        st = spark_type(c.type)
+        exprs.append(f"CAST(`{c.name}` AS {st}) AS `{c.name}`" if c.name in present else f"CAST(NULL AS {st}) AS `{c.name}`")
+    for tc in t.time_columns:
+        if tc in present:
+            exprs.append(f"timestamp_micros(div(`{tc}` + {_offset_expr(tc, tapes)}, 1000)) AS `{tc[:-3]}`")
+        else:
+            exprs.append(f"CAST(NULL AS TIMESTAMP) AS `{tc[:-3]}`")
+    return [*exprs, "host"]
+
+
+def _compacted_df(spark, tapes, t):
+    """The table's compacted files (store/compacted.py) joined to their selected sources, or None."""
+    from pyspark.sql import functions as F
+
+    from nodetape.store import compacted as cz
+    from nodetape.store.views import host_filter, srcs_rows
+
+    paths = [str(f.path) for f in getattr(tapes, "compacted", {}).get(t.name, [])]
+    if not paths:
+        return None
+    smap = spark.createDataFrame(srcs_rows(tapes), "_src BIGINT, _tape INT, host STRING, _off BIGINT")
+    df = spark.read.option("mergeSchema", "true").parquet(*paths)
+    hosts = host_filter(tapes, t.name)
+    if hosts:
+        df = df.where(f"{cz.HOST_COL} IN ({hosts})")
+    return df.join(F.broadcast(smap), df[cz.SRC_COL] == smap["_src"])
 
 
 def register_views(spark, tapes) -> None:
-    """One temp view per table over every tape's parts, with the DuckDB views' columns."""
+    """One temp view per table over every tape's parts (and a store's compacted files), with the DuckDB
+    views' columns."""
     files = [(_file_key(p), i, t.host, t.clock_pairs[0][1]) for i, t in enumerate(tapes)
              for parts in t.parts.values() for p in parts]
     fmap = spark.createDataFrame(files, "_file STRING, _tape INT, host STRING, _off BIGINT") if files else None
     from pyspark.sql import functions as F
 
     for t in TABLES:
+        dfs = []
         paths = [str(p) for tape in tapes for p in tape.parts[t.name]]
         if paths:
             df = spark.read.option("mergeSchema", "true").parquet(*paths)
             df = df.withColumn("_file", F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?", ""))
             df = df.join(F.broadcast(fmap), "_file")
-            present = set(df.columns)
-        else:
-            df, present = spark.range(0).selectExpr("CAST(NULL AS STRING) AS host"), set()
-        exprs = []
-        for c in t.columns:
-            st = spark_type(c.type)
-            exprs.append(f"CAST(`{c.name}` AS {st}) AS `{c.name}`" if c.name in present
-                         else f"CAST(NULL AS {st}) AS `{c.name}`")
-        for tc in t.time_columns:
-            if tc in present:
-                exprs.append(f"timestamp_micros(div(`{tc}` + {_offset_expr(tc, tapes)}, 1000)) AS `{tc[:-3]}`")
-            else:
-                exprs.append(f"CAST(NULL AS TIMESTAMP) AS `{tc[:-3]}`")
-        exprs.append("host")
-        df.selectExpr(*exprs).createOrReplaceTempView(t.name)
+            dfs.append(df.selectExpr(*_columns(t, set(df.columns), tapes)))
+        cdf = _compacted_df(spark, tapes, t)
+        if cdf is not None:
+            dfs.append(cdf.selectExpr(*_columns(t, set(cdf.columns), tapes)))
+        if not dfs:
+            dfs.append(spark.range(0).selectExpr("CAST(NULL AS STRING) AS host").selectExpr(*_columns(t, set(), tapes)))
+        view = dfs[0]
+        for other in dfs[1:]:
+            view = view.unionByName(other)
+        view.createOrReplaceTempView(t.name)
 
 
 def _macros() -> dict:

@@ -85,6 +85,7 @@ class TapeTarget:
         self.pairs = layout.clock_pairs_of(manifest)
         self.manifest_rel = layout.manifest_path(self.host, self.tape_id)
         self.recorded: dict[str, dict[str, dict]] = self._load_recorded()
+        self._indexes: dict[tuple[str, str], tuple] = {}  # (table, date) -> (index size, compacted parts)
 
     def _load_recorded(self) -> dict[str, dict[str, dict]]:
         if self.store.size(self.manifest_rel) is None:
@@ -125,10 +126,34 @@ class TapeTarget:
         stats.parts_pushed += 1
         self.recorded.setdefault(table, {})[path.name] = record
 
+    def _compacted_record(self, rel: str) -> dict | None:
+        """The compaction index's record of a part (store/compacted.py), None if not compacted."""
+        from nodetape.store import compacted as cz
+
+        if not self.store.local:
+            return None  # object stores are never compacted
+        table, _, date_part = rel.split("/")[:3]
+        date = layout.partition_value(date_part, "date")
+        size = self.store.size(cz.index_path(table, date))  # an index only grows: its size says it changed
+        cached = self._indexes.get((table, date))
+        if cached is None or cached[0] != size:
+            cached = (size, cz.read_index(self.store, table, date)["parts"] if size is not None else {})
+            self._indexes[(table, date)] = cached
+        return cached[1].get(rel)
+
     def _already_there(self, rel: str, digest: str, size: int, stats: PushStats) -> bool:
         have = self.store.size(rel)
         if have is None:
-            return False
+            # checked after the file: a compaction removes a part only once its index covers it
+            rec = self._compacted_record(rel)
+            if rec is None:
+                return False
+            if rec.get("blake2b") != digest:
+                stats.conflicts.append(f"{self.store.full(rel)}: compacted with other bytes than "
+                                       f"{rel.rsplit('/', 1)[1]} of this tape; not pushed again")
+            else:
+                stats.parts_skipped += 1
+            return True
         name = rel.rsplit("/", 1)[1]
         known = next((r for parts in self.recorded.values() for r in parts.values() if r.get("file") == rel), None)
         if have == size and known is not None and known.get("blake2b") == digest:

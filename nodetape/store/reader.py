@@ -12,6 +12,11 @@ overlap it. Whole parts are kept: a part that overlaps the window brings all its
 Date partitions more than a day before the window are not listed (a part spans one
 flush interval, seconds, so its rows never reach a day past its first row's date).
 
+Compacted files (store/compacted.py): each table's per-host parts are listed first, then
+each selected date's compaction index is read; parts the index covers are skipped (their
+rows are in a compacted file), and the compacted rows of the selected hosts, narrowed by
+original part as above, are kept in Selection.compacted for the views.
+
 Files a push is still writing are hidden temporaries and are never listed; parts whose
 tape has no manifest yet (a push killed before its manifest) are left out and counted.
 """
@@ -27,6 +32,7 @@ from pathlib import Path
 
 from nodetape.core.errors import TapeError, UserError
 from nodetape.schemas import SCHEMA_MAJOR, TABLES
+from nodetape.store import compacted as cz
 from nodetape.store import layout
 from nodetape.store.storefs import StoreFS, is_url, open_fs
 from nodetape.tape import clockmap
@@ -47,6 +53,8 @@ class Selection:
     tapes: list = field(default_factory=list)
     orphan_parts: int = 0  # parts without a pushed manifest (a push still running or killed)
     pruned_parts: int = 0  # parts outside the time window
+    compacted: dict = field(default_factory=dict)  # table -> [compacted.CompactedFile] with selected rows
+    keys: list = field(default_factory=list)  # (host, tape id) of each of `tapes`
 
 
 def _date(ns: int) -> str:
@@ -116,6 +124,39 @@ class StoreReader:
                         out.setdefault((host, parsed[0]), []).append((parsed[1], f"{hrel}/{dname}/{fname}"))
         return out
 
+    def compacted(self, table: str, manifests: dict, sel: Selection, fetch) -> tuple[list, set]:
+        """The table's compacted files in the selected dates, each with its selected sources, and the
+        set of per-host part paths their indexes cover (read after the parts were listed: see compacted.py)."""
+        files, covered, pairs = [], set(), {}
+        for date in cz.compacted_dates(self.store, table):
+            if not self.date_ok(date):
+                continue
+            idx = cz.read_index(self.store, table, date)
+            covered.update(idx["parts"])
+            by_file: dict[str, cz.CompactedFile] = {}
+            for rel, rec in idx["parts"].items():
+                f = by_file.setdefault(rec.get("file"), cz.CompactedFile(path=Path()))
+                f.total += 1
+                key = (rec.get("host"), rec.get("tape"))
+                if self.hosts is not None and not fnmatch.fnmatchcase(str(key[0]), self.hosts):
+                    continue
+                if key not in manifests or not isinstance(rec.get("src"), int):
+                    sel.orphan_parts += 1
+                    continue
+                if key not in pairs:
+                    pairs[key] = layout.clock_pairs_of(manifests[key])
+                if not self.overlaps(rec, pairs[key]):
+                    sel.pruned_parts += 1
+                    continue
+                f.srcs[rec["src"]] = (key[0], key[1], rel.rsplit("/", 1)[-1])
+                f.hosts.add(key[0])
+            for entry in idx["files"]:
+                f = by_file.get(entry.get("file"))
+                if f is not None and f.srcs:
+                    f.path = fetch(f"{cz.date_dir(table, date)}/{layout.check_name('compacted file', entry['file'])}")
+                    files.append(f)
+        return files, covered
+
     def overlaps(self, record: dict | None, pairs) -> bool:
         if record is None or (self.start is None and self.end is None):
             return True
@@ -138,8 +179,15 @@ def select(location: str | os.PathLike, hosts: str | None = None, start_wall_ns:
     sel = Selection()
     files: dict[tuple[str, str], dict[str, list[Path]]] = {k: {} for k in manifests}
     fetch = _Fetcher(store, local_dir)
+    in_compacted: set = set()
     for t in TABLES:
-        for key, found in r.parts(t.name).items():
+        loose = r.parts(t.name)  # listed before the index is read (compacted.py)
+        sel.compacted[t.name], covered = r.compacted(t.name, manifests, sel, fetch)
+        in_compacted.update((h, tid) for f in sel.compacted[t.name] for h, tid, _ in f.srcs.values())
+        for key, found in loose.items():
+            found = [(i, rel) for i, rel in found if rel not in covered]
+            if not found:
+                continue
             if key not in manifests:
                 sel.orphan_parts += len(found)
                 continue
@@ -157,10 +205,11 @@ def select(location: str | os.PathLike, hosts: str | None = None, start_wall_ns:
     for (host, tid), m in sorted(manifests.items()):
         parts = {t.name: files[(host, tid)].get(t.name, []) for t in TABLES}
         if r.start is not None or r.end is not None or hosts is not None:
-            if not any(parts.values()):
+            if not any(parts.values()) and (host, tid) not in in_compacted:
                 continue  # nothing of this tape in the window
         m.host["hostname"] = host  # the partition is the host label
         sel.tapes.append(Tape(Path(store.full(f"{layout.TAPES_DIR}/host={host}/{tid}")), m, parts))
+        sel.keys.append((host, tid))
     return sel
 
 
@@ -201,7 +250,7 @@ def open_store(location: str | os.PathLike, hosts: str | None = None, start_wall
         what = f" matching --hosts {hosts!r}" if hosts else ""
         raise UserError(f"{location}: no tapes{what} in the store" + (" for that time window"
                         if start_wall_ns is not None or end_wall_ns is not None else ""))
-    return StoreTapes(sel.tapes)
+    return StoreTapes(sel.tapes, compacted=sel.compacted, keys=sel.keys, hosts=hosts)
 
 
 def parse_wall(text: str | None, option: str) -> int | None:

@@ -77,7 +77,14 @@ class StoreFS:
         return self.fs.get_file_info(self.full(rel)).type == FileType.Directory
 
     def list(self, rel: str) -> list[tuple[str, bool]]:
-        """(name, is_dir) of the entries directly under rel; [] if it does not exist."""
+        """(name, is_dir) of the entries directly under rel; [] if it does not exist. A directory store is
+        listed with os.scandir (the entry types come with the listing: no stat per file)."""
+        if self.local:
+            try:
+                with os.scandir(self.full(rel)) as it:
+                    return [(e.name, e.is_dir()) for e in it]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
         from pyarrow.fs import FileSelector, FileType
 
         try:
@@ -130,12 +137,24 @@ class StoreFS:
         folder, name = self.full(rel).rsplit("/", 1)
         return f"{folder}/.{name}.{os.getpid()}-{uuid.uuid4().hex[:6]}{PARTIAL}"
 
+    def _open_temp(self, rel: str):
+        """A new temporary for rel; its folder is made again if a compaction removed it meanwhile
+        (store/compact.py removes the per-host folders it emptied)."""
+        for _ in range(3):
+            tmp = self._temp_for(rel)
+            try:
+                return tmp, open(tmp, "wb")
+            except FileNotFoundError:
+                self._make_parent(rel)
+        tmp = self._temp_for(rel)
+        return tmp, open(tmp, "wb")
+
     def _put_local(self, src, rel: str) -> int:
         self.clean_partials(rel)
-        tmp = self._temp_for(rel)
+        tmp, out = self._open_temp(rel)
         n = 0
         try:
-            with open(src, "rb") as f, open(tmp, "wb") as out:
+            with open(src, "rb") as f, out:
                 while chunk := f.read(CHUNK):
                     out.write(chunk)
                     n += len(chunk)

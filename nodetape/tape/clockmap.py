@@ -57,3 +57,22 @@ def wall_to_boot(wall_ns: int, pairs: Pairs) -> int:
         if end is None or boot < end:
             return boot
     raise AssertionError("unreachable: the last segment has no end")
+
+
+def offset_sql(column: str, pairs: Pairs) -> str:
+    """SQL for realtime - boottime of `column` (already quoted): a constant for one offset, else a
+    CASE over pairs[1:] (the nearest preceding pair; pairs[0] before them), as offset_at computes it."""
+    if len({o for _, o in pairs}) == 1:
+        return str(pairs[0][1])
+    whens = " ".join(f"WHEN {column} >= {b} THEN {o}" for b, o in reversed(pairs[1:]))
+    return f"(CASE {whens} ELSE {pairs[0][1]} END)"
+
+
+def offset_sql_by_tape(column: str, tape_pairs: Sequence[Pairs], tape_col: str = "f._tape",
+                       first_offset_col: str = "f._off") -> str:
+    """SQL for realtime - boottime of `column` over rows of many tapes: `first_offset_col` holds each row's
+    tape's first offset, and a CASE on `tape_col` (the tape's position in tape_pairs) only for tapes
+    whose clock moved. The one rule of the tape views, the store views and Spark's."""
+    whens = [f"WHEN {tape_col} = {i} THEN {offset_sql(column, pairs)}"
+             for i, pairs in enumerate(tape_pairs) if len({o for _, o in pairs}) > 1]
+    return f"(CASE {' '.join(whens)} ELSE {first_offset_col} END)" if whens else first_offset_col

@@ -85,11 +85,7 @@ class Tape:
         return clockmap.offset_at(boot_ns, self.clock_pairs)
 
     def offset_sql(self, column: str) -> str:
-        pairs = self.clock_pairs
-        if len({o for _, o in pairs}) == 1:
-            return str(pairs[0][1])
-        whens = " ".join(f"WHEN {column} >= {b} THEN {o}" for b, o in reversed(pairs[1:]))
-        return f"(CASE {whens} ELSE {pairs[0][1]} END)"
+        return clockmap.offset_sql(column, self.clock_pairs)
 
 
 def _check_schema_version(manifest: Manifest, path: Path) -> None:

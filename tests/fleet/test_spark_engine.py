@@ -72,3 +72,26 @@ def test_unsigned_64_bit_ids_survive_spark(tmp_path, capsys, store):
     spark = _out(capsys, ["sql", str(tmp_path / "t"), sql, "--format", "csv", "--engine", "spark"])
     assert spark == duck
     assert str(2**64 - 1) in duck and duck.count("\n") == 5
+
+
+@pytest.fixture(scope="module")
+def compacted_store(store, tmp_path_factory):
+    """The fixture tapes pushed (one more time under a second host) and compacted (`nodetape compact`)."""
+    path = tmp_path_factory.mktemp("fleet-compacted") / "store"
+    assert run(["push", "--quiet", *map(str, FIXTURES), str(path)]) == 0
+    assert run(["push", "--quiet", str(FIXTURES[0]), str(path), "--host", "node-b"]) == 0
+    assert run(["push", "--quiet", str(FIXTURES[1]), str(path), "--host", "node-c"]) == 0
+    assert run(["compact", "-q", "--table", "cgroup_events", str(path)]) == 0  # one table, then the others
+    assert run(["compact", "-q", str(path)]) == 0
+    assert run(["push", "--quiet", str(FIXTURES[2]), str(path), "--host", "node-c"]) == 0  # loose beside compacted
+    return path
+
+
+@pytest.mark.parametrize("name", _query_names())
+def test_every_named_query_prints_the_same_rows_on_spark_over_a_compacted_store(compacted_store, capsys, name,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("NODETAPE_SPARK_PARTITIONS", "1")
+    for narrow in ([], ["--hosts", "node-[bc]"]):
+        argv = ["query", str(compacted_store), name, "--format", "csv", *narrow]
+        duck = _out(capsys, argv)
+        assert _out(capsys, [*argv, "--engine", "spark"]) == duck, narrow
