@@ -159,3 +159,41 @@ def test_unknown_attach_kind_is_a_reason(loop):
 
     with pytest.raises(SourceUnavailable, match="syscall_attach"):
         started(SyscallCountSource, {"syscall_attach": "kprobe"})
+
+
+def test_own_calls_skipped_others_in_its_cgroup_counted(loop):
+    """The recorder's own calls are skipped in the kernel behind a compare with its cgroup's
+    id: a process in the recorder's cgroup that is not the recorder is still counted, by
+    every cgroup id read and in both syscall programs. A stand-in recorder (own_pid) waits
+    in the cgroup, then execs the loop (same pid: its calls are the recorder's)."""
+    import subprocess
+
+    from nodetape.recorder.source import RecordContext
+    from nodetape.recorder.sources.bpf.latency import SyscallLatencySource
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    cg = UNIFIED / unique_name("nt-own")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    me = subprocess.Popen(["sh", "-c", f'read x; exec "{loop}" 4321'], stdin=subprocess.PIPE,
+                          preexec_fn=lambda: open(cg / "cgroup.procs", "w").write("0"))
+    try:
+        srcs = []
+        for read in ("task_btf", "helper"):
+            for cls in (SyscallCountSource, SyscallLatencySource):
+                src = cls()
+                ctx = RecordContext(own_pid=me.pid, options={"syscall_cgroup_id_read": read})
+                src.probe(ctx)
+                src.start(ctx)
+                assert src.environment()["cgroup_id_read"] == read
+                srcs.append(src)
+        me.communicate(b"go\n", timeout=30)
+        assert me.returncode == 0
+        run_in(cg, [str(loop), "1234"], check=True)
+    finally:
+        out = [(s, s.stop()) for s in srcs]
+        if me.poll() is None:
+            me.kill()
+        rmdir_tree(cg)
+    for s, batches in out:
+        assert getppid_counts(batches, [cid]) == {cid: 1234}, (s.name, s.cgid_read)
