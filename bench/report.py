@@ -202,7 +202,7 @@ def _design(d: dict | None) -> list[str]:
         return []
     if "failed" in d:
         return [f"Design alternatives: **failed:** {d['failed']}", ""]
-    rows = [[f"`{k}`", _DESIGN.get(k, ""), _ns(v)] for k, v in d["added_ns_per_call"].items()]
+    rows = [[f"`{k}`", d.get("labels", _DESIGN).get(k, ""), _ns(v)] for k, v in d["added_ns_per_call"].items()]
     return [f"**Design alternatives** ({d['n']:,} getppid calls, {d['repeats']} repeats, variants interleaved; the "
             f"loop alone: {_ns(d['alone_ns_per_call'])} ns CPU per call). Added CPU ns per call, median (min–max):", "",
             *_table(["variant", "what the program does", "added ns/call"], rows)]

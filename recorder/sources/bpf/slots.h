@@ -62,14 +62,3 @@ static __always_inline u64 current_cgid(void) {
     return bpf_get_current_cgroup_id();
 #endif
 }
-
-/* The recorder's own calls are not counted. Only a task of the recorder's own
- * cgroup (OWN_CGID, its cgroup2 id at start) can be the recorder, so the pid
- * helper is called only on that compare's rare true branch. */
-static __always_inline int is_self_in(u64 cgid) {
-#ifdef OWN_CGID
-    if (cgid != OWN_CGID)
-        return 0;
-#endif
-    return is_self();
-}
