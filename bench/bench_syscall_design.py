@@ -211,6 +211,30 @@ def _classic_names(b):
     return [(tp, b"tracepoint__" + tp.replace(b":", b"__")) for tp in b.tracepoint_fds]
 
 
+OLD_LABELS = {  # variants of earlier runs, for results.json files that predate `labels`
+    "hash_classic": "classic + hash (cgroup id, nr), atomic add (nodetape before)",
+    "percpu_nr_raw": "raw + cgroup id + per-CPU array by nr only (no cgroup: the floor)",
+    "cache_shared_raw": "raw + per-CPU 1-entry (cgroup -> slot) cache + shared row, atomic add",
+    "nodetape_raw": "the `syscalls` program as shipped (slot row, own-process check, hash fallback)",
+    "nodetape_no_self_raw": "the same without the own-process check",
+}
+
+
+def render(d: dict | None, table, ns) -> list[str]:
+    """The design table for BENCHMARKS.md (table and ns are report.py's cell helpers)."""
+    if not d:
+        return []
+    if "failed" in d:
+        return [f"Design alternatives: **failed:** {d['failed']}", ""]
+    labels, prog = {**OLD_LABELS, **LABELS, **d.get("labels", {})}, d.get("prog_ns_per_run", {})
+    rows = [[f"`{k}`", labels.get(k, ""), ns(v), ns(prog.get(k))] for k, v in d["added_ns_per_call"].items()]
+    return [f"**Design alternatives** ({d['n']:,} getppid calls, {d['repeats']} repeats, variants interleaved; the "
+            f"loop alone: {ns(d['alone_ns_per_call'])} ns CPU per call). Added CPU ns per call, and in-program ns "
+            "per call from the kernel's BPF run-time stats (a separate pass; both programs of a latency pair; the "
+            "stats' own clock reads included, the hook's cost not), median (min–max):", "",
+            *table(["variant", "what the program does", "added ns/call", "in-program ns/call"], rows)]
+
+
 if __name__ == "__main__":
     import json
 
