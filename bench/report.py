@@ -183,29 +183,10 @@ def _program_time(pt: dict | None) -> list[str]:
             + "; ".join(cells) + ".", ""]
 
 
-_DESIGN = {
-    "empty_classic": "classic `raw_syscalls:sys_enter`, empty program",
-    "empty_raw": "raw tracepoint `sys_enter`, empty program",
-    "hash_classic": "classic + hash (cgroup id, nr), atomic add (nodetape before)",
-    "hash_raw": "raw + hash (cgroup id, nr), atomic add",
-    "percpu_nr_raw": "raw + cgroup id + per-CPU array by nr only (no cgroup: the floor)",
-    "cache_shared_raw": "raw + per-CPU 1-entry (cgroup -> slot) cache + shared row, atomic add",
-    "slots_percpu_raw": "raw + hint/owner slot lookup + per-CPU row (memory x CPUs)",
-    "slots_shared_raw": "raw + hint/owner slot lookup + shared row, atomic add",
-    "nodetape_raw": "the `syscalls` program as shipped (slot row, own-process check, hash fallback)",
-    "nodetape_no_self_raw": "the same without the own-process check",
-}
-
-
 def _design(d: dict | None) -> list[str]:
-    if not d:
-        return []
-    if "failed" in d:
-        return [f"Design alternatives: **failed:** {d['failed']}", ""]
-    rows = [[f"`{k}`", _DESIGN.get(k, ""), _ns(v)] for k, v in d["added_ns_per_call"].items()]
-    return [f"**Design alternatives** ({d['n']:,} getppid calls, {d['repeats']} repeats, variants interleaved; the "
-            f"loop alone: {_ns(d['alone_ns_per_call'])} ns CPU per call). Added CPU ns per call, median (min–max):", "",
-            *_table(["variant", "what the program does", "added ns/call"], rows)]
+    from .bench_syscall_design import render
+
+    return render(d, _table, _ns)
 
 
 def _ringbuf(rb: dict) -> list[str]:

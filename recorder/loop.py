@@ -11,7 +11,9 @@ It installs no signal handler, so it runs on any thread: request_stop() stops
 it cleanly (flush, close), request_snapshot() saves a snapshot of the current
 window, into the OUT of a pending `nodetape snapshot` request file if there is
 one, else into the snapshot folder. The CLI calls them on SIGINT/SIGTERM and
-SIGUSR1. `--snapshot-on` triggers save one too, at most once per cooldown.
+SIGUSR1; both take no lock (they only set a flag and write a byte to a self-pipe the
+loop sleeps on, control.py), so a signal landing anywhere in the loop cannot
+deadlock it. `--snapshot-on` triggers save one too, at most once per cooldown.
 
 Once a second it compares CLOCK_REALTIME with CLOCK_BOOTTIME and stores a new
 clock pair in the manifest when the wall clock stepped, so `ts` in views stays
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from nodetape.tape.format import Manifest
 from nodetape.tape.fs import atomic_write_json
 from nodetape.tape.snapshot import process_start_ticks
 from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
+from nodetape.recorder.control import Control
 from nodetape.recorder.snapshots import SnapshotTaking
 from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active, trim_heap
 from nodetape.recorder.source import RecordContext
@@ -85,19 +87,16 @@ class Recorder(SnapshotTaking):
         self.opts = opts
         self.ctx = opts.ctx
         self.states: list[SourceState] = []
-        self._stop = threading.Event()
         self.writer: TapeWriter | None = None
         self.compactor: Compactor | None = None
         self.start_ns = 0
         self.rows: dict[str, int] = {}
-        self._snapshot_wanted = threading.Event()
-        # the loop sleeps on these: a stop or a snapshot request wakes it at once (both);
-        # a source with rows (ctx.wake) wakes it through the pipe, at most once a tick
-        self._wake = threading.Event()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # stop/snapshot flags and the loop's self-pipe, safe in signal handlers (control.py): a stop
+        # or a snapshot request wakes the loop at once; a source with rows (ctx.wake) at its next tick
+        self.control = Control()
         self._poller: select.epoll | None = None
         self._poller_fds: list[int] | None = None
-        self.ctx.wake = self.wake
+        self.ctx.wake = self.control.wake
         self._trigger_fired: str | None = None
         self._last_auto_snapshot: int | None = None
         self.snapshots: list[dict] = []
@@ -105,24 +104,16 @@ class Recorder(SnapshotTaking):
         self.pusher = None
 
     # -- control -------------------------------------------------------------
+    # from any thread or a signal handler: they take no lock (control.py)
     def request_stop(self, *_args) -> None:
-        self._stop.set()
-        self._wake.set()
-        self.wake()
+        self.control.request_stop()
 
     def request_snapshot(self, *_args) -> None:
-        self._snapshot_wanted.set()
-        self._wake.set()
-        self.wake()
+        self.control.request_snapshot()
 
     def wake(self) -> None:
         """Wake the loop from any thread or a signal handler (a source has rows: ctx.wake)."""
-        if self._wake_w < 0:
-            return
-        try:
-            os.write(self._wake_w, b"w")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is already pending (or the loop is gone)
+        self.control.wake()
 
     def _close_poller(self) -> None:
         if self._poller is not None:
@@ -131,7 +122,7 @@ class Recorder(SnapshotTaking):
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self.control.stop
 
     # -- setup ---------------------------------------------------------------
     def _open_tape(self) -> TapeWriter:
@@ -221,9 +212,7 @@ class Recorder(SnapshotTaking):
             return self._run()
         finally:
             self._close_poller()
-            fds, self._wake_w = (self._wake_r, self._wake_w), -1
-            for fd in fds:
-                os.close(fd)
+            self.control.close()
 
     def _run(self) -> dict:
         self.writer = self._open_tape()
@@ -293,7 +282,7 @@ class Recorder(SnapshotTaking):
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
         next_stats = next_progress = next_clock = self.start_ns
         planned = self.start_ns
-        while not self._stop.is_set():
+        while not self.control.stop:
             now = boottime_ns()
             if deadline is not None and now >= deadline:
                 break
@@ -305,7 +294,7 @@ class Recorder(SnapshotTaking):
             if now >= next_clock:
                 self._check_clock()
                 next_clock = now + CLOCK_CHECK_NS
-            if self._snapshot_wanted.is_set():
+            if self.control.take_snapshot():
                 self._handle_snapshot_requests()
             if self._trigger_fired is not None:
                 self._maybe_auto_snapshot(now)
@@ -340,38 +329,23 @@ class Recorder(SnapshotTaking):
             if wait_fds is not None:
                 fds += wait_fds()
         planned = max(until_ns, polled_ns + tick)
-        early = polled_ns + tick - boottime_ns()
-        if early > 0 and self._wake.wait(early / 1e9):
-            self._wake.clear()
-            return boottime_ns()  # a stop or snapshot request
+        early = polled_ns + tick > boottime_ns()
+        requested, woken = self.control.wait_requests(polled_ns + tick)
+        if requested or woken:
+            return boottime_ns()  # a stop or snapshot request; a source's rows, taken at the tick
         left = planned - boottime_ns()
         if left <= 0:
-            return boottime_ns() if early <= 0 else planned  # overran the tick: lag is measured from here
+            return planned if early else boottime_ns()  # overran the tick: lag is measured from here
         if self._poller_fds != fds:
             self._close_poller()
             # edge-triggered: a ring buffer's fd reports the producer's forced wake-ups
             # only, not every record that waits below its threshold
             self._poller = select.epoll()
-            self._poller.register(self._wake_r, select.EPOLLIN)
+            self._poller.register(self.control.fd, select.EPOLLIN)
             for fd in fds:
                 self._poller.register(fd, select.EPOLLIN | select.EPOLLET)
             self._poller_fds = fds
         if self._poller.poll(-(-left // 1_000_000) / 1e3):
-            try:
-                os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
-            return min(planned, boottime_ns())
-        return planned
-        if self._poller_fds != fds:
-            self._poller = select.poll()
-            for fd in (self._wake_r, *fds):
-                self._poller.register(fd, select.POLLIN)
-            self._poller_fds = fds
-        if self._poller.poll(-(-left // 1_000_000)):
-            try:
-                os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
+            self.control.drain()
             return min(planned, boottime_ns())
         return planned

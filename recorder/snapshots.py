@@ -26,7 +26,6 @@ class SnapshotTaking:
 
     def _handle_snapshot_requests(self) -> None:
         """Answer `nodetape snapshot` request files; with none, a SIGUSR1 snapshot into the snapshot folder."""
-        self._snapshot_wanted.clear()
         tape = self.opts.out
         requests = sorted(p for p in tape.iterdir() if p.name.startswith(REQUEST_PREFIX))
         for req in requests:

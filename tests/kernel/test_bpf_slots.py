@@ -159,3 +159,107 @@ def test_unknown_attach_kind_is_a_reason(loop):
 
     with pytest.raises(SourceUnavailable, match="syscall_attach"):
         started(SyscallCountSource, {"syscall_attach": "kprobe"})
+
+
+def test_own_calls_skipped_others_in_its_cgroup_counted(loop):
+    """The recorder's own calls are skipped in the kernel behind a compare with its cgroup's
+    id: a process in the recorder's cgroup that is not the recorder is still counted, by
+    every cgroup id read and in both syscall programs. A stand-in recorder (own_pid) waits
+    in the cgroup, then execs the loop (same pid: its calls are the recorder's)."""
+    import subprocess
+
+    from nodetape.recorder.source import RecordContext
+    from nodetape.recorder.sources.bpf.latency import SyscallLatencySource
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    cg = UNIFIED / unique_name("nt-own")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    me = subprocess.Popen(["sh", "-c", f'read x; exec "{loop}" 4321'], stdin=subprocess.PIPE,
+                          preexec_fn=lambda: open(cg / "cgroup.procs", "w").write("0"))
+    try:
+        srcs = []
+        for read in ("task_btf", "helper"):
+            for cls in (SyscallCountSource, SyscallLatencySource):
+                src = cls()
+                ctx = RecordContext(own_pid=me.pid, options={"syscall_cgroup_id_read": read})
+                src.probe(ctx)
+                src.start(ctx)
+                assert src.environment()["cgroup_id_read"] == read
+                srcs.append(src)
+        me.communicate(b"go\n", timeout=30)
+        assert me.returncode == 0
+        run_in(cg, [str(loop), "1234"], check=True)
+    finally:
+        out = [(s, s.stop()) for s in srcs]
+        if me.poll() is None:
+            me.kill()
+        rmdir_tree(cg)
+    for s, batches in out:
+        assert getppid_counts(batches, [cid]) == {cid: 1234}, (s.name, s.cgid_read)
+
+
+@pytest.mark.parametrize("options", [{"syscall_cgroup_id_read": "probe_read"}, {"syscall_cgroup_id_read": "helper"},
+                                     {"latency_start_store": "lru_hash"}], ids=["probe_read", "helper", "lru_hash"])
+def test_each_fallback_counts_exact_and_is_recorded(loop, options):
+    """The fallbacks (how the cgroup id is read; latency's start in the LRU hash) count exactly like the
+    default and the manifest's environment says which ran."""
+    from nodetape.recorder.sources.bpf.latency import SyscallLatencySource
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    cg = UNIFIED / unique_name("nt-fallback")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    srcs = [started(cls, options) for cls in (SyscallCountSource, SyscallLatencySource)]
+    out: dict = {s.name: [] for s in srcs}
+    try:
+        run_in(cg, [str(loop), "777"], check=True)
+        for s in srcs:
+            out[s.name] += s._drain()
+        run_in(cg, [str(loop), "4321"], check=True)
+    finally:
+        for s in srcs:
+            out[s.name] += s.stop()
+        rmdir_tree(cg)
+    for s in srcs:
+        env = s.environment()
+        assert env["cgroup_id_read"] == options.get("syscall_cgroup_id_read", "task_btf"), env
+        assert getppid_counts(out[s.name], [cid]) == {cid: 5098}, (s.name, env)
+    assert srcs[1].environment()["start_store"] == options.get("latency_start_store", "task_storage")
+
+
+def test_without_kernel_btf_the_helper_is_used_and_the_refusals_recorded(loop, monkeypatch, tmp_path):
+    """A kernel without /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF off) gives no offsets: the source
+    falls back to the cgroup id helper on the raw tracepoint, counts exactly, and says why."""
+    from nodetape.recorder.sources.bpf import btf
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    monkeypatch.setattr(btf, "VMLINUX", tmp_path / "no-vmlinux-btf")
+    btf.vmlinux_btf.cache_clear()
+    cg = UNIFIED / unique_name("nt-nobtf")
+    cg.mkdir()
+    cid = os.stat(cg).st_ino
+    try:
+        src = started(SyscallCountSource, {})
+        out = []
+        try:
+            run_in(cg, [str(loop), "2222"], check=True)
+        finally:
+            out += src.stop()
+            rmdir_tree(cg)
+    finally:
+        btf.vmlinux_btf.cache_clear()
+    env = src.environment()
+    assert (env["attach"], env["cgroup_id_read"]) == ("raw_tracepoint", "helper")
+    assert set(env["refused"]) == {"raw_tracepoint/task_btf", "raw_tracepoint/probe_read"}
+    assert all("BTF" in why for why in env["refused"].values()), env["refused"]
+    assert "raw_tracepoint_refused" not in env
+    assert getppid_counts(out, [cid]) == {cid: 2222}
+
+
+def test_unknown_cgroup_id_read_is_a_reason(loop):
+    from nodetape.core.errors import SourceUnavailable
+    from nodetape.recorder.sources.bpf.syscalls import SyscallCountSource
+
+    with pytest.raises(SourceUnavailable, match="syscall_cgroup_id_read"):
+        started(SyscallCountSource, {"syscall_cgroup_id_read": "kfunc"})

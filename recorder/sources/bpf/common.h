@@ -37,6 +37,19 @@ static __always_inline int is_self(void) {
     return (bpf_get_current_pid_tgid() >> 32) == OWN_TGID;
 }
 
+/* The same for a program that has the task's cgroup2 id at hand: only a task
+ * of the recorder's own cgroup (OWN_CGID, -D flag: its cgroup2 id at start)
+ * can be the recorder, so the pid helper is called only on that compare's
+ * rare true branch. A recorder moved to another cgroup after start would see
+ * its own calls counted there (never another's calls skipped). */
+static __always_inline int is_self_in(u64 cgid) {
+#ifdef OWN_CGID
+    if (cgid != OWN_CGID)
+        return 0;
+#endif
+    return is_self();
+}
+
 #ifdef RATE_PER_CPU_NS
 /* Token bucket per CPU as a virtual clock (GCRA): each event costs
  * RATE_PER_CPU_NS of budget; up to RATE_BURST_NS of budget may be borrowed. */

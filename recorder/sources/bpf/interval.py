@@ -18,7 +18,8 @@ from typing import ClassVar
 import numpy as np
 
 from ...source import Batches, RecordContext, SourceUnavailable
-from . import HERE, BpfSource, shared_resolver, syscall_names
+from . import HERE, BpfSource, bpf_env, shared_resolver, syscall_names
+from .cgid import CGID_READS, cgid_flags, own_cgroup_id
 from .counters import CumulativeCounters
 from .slots import SlotCounters
 
@@ -39,12 +40,14 @@ class IntervalCounterSource(BpfSource):
     slots_option: ClassVar[str] = ""
     buckets: ClassVar[int] = 1  # columns per syscall nr in a slot row
     attach_option: ClassVar[str] = "syscall_attach"
+    cgid_option: ClassVar[str] = "syscall_cgroup_id_read"  # forces one of CGID_READS (tests, benchmarks)
     rescan_ns: ClassVar[int] = RESCAN_NS
 
     def __init__(self) -> None:
         super().__init__()
         self.attach = None
-        self.raw_refused = None
+        self.cgid_read = None
+        self.refused: dict[str, str] = {}
         self.table = None
 
     def nslots(self, ctx: RecordContext) -> int:
@@ -54,6 +57,9 @@ class IntervalCounterSource(BpfSource):
         flags = [*super().cflags(ctx), f"-DMAX_KEYS={int(ctx.options.get(self.max_keys_option, self.max_keys))}",
                  f"-DNR_SLOTS={self.nslots(ctx)}", f"-DNR_MAX={NR_MAX}", f"-DHINT_SIZE={HINT_SIZE}",
                  f"-DNR_BUCKETS={self.buckets}"]
+        own = own_cgroup_id(ctx.own_pid, ctx.layout.v2_root, ctx.proc_root)
+        flags += [f"-DOWN_CGID={own}"] if own is not None else []
+        flags += cgid_flags(self.cgid_read)
         return flags + (["-DRAW_TP"] if self.attach == "raw_tracepoint" else [])
 
     def program_text(self, ctx: RecordContext) -> str:
@@ -61,9 +67,12 @@ class IntervalCounterSource(BpfSource):
         return common + "\n" + (HERE / self.program).read_text()
 
     def environment(self) -> dict:
-        env = {**super().environment(), "attach": self.attach}
-        if self.raw_refused:
-            env["raw_tracepoint_refused"] = self.raw_refused
+        env = {**super().environment(), "attach": self.attach, "cgroup_id_read": self.cgid_read}
+        if self.refused:
+            env["refused"] = self.refused  # "attach/cgroup_id_read" -> why the kernel or the BTF said no
+        raw = [v for k, v in self.refused.items() if k.startswith("raw_tracepoint/")]
+        if self.attach != "raw_tracepoint" and raw:
+            env["raw_tracepoint_refused"] = raw[-1]
         if self.table is not None:
             env["cgroup_slots"] = self.table.nslots
             env["cgroups_waiting_for_a_slot"] = self.waiting  # counted exactly in the hash meanwhile
@@ -73,16 +82,8 @@ class IntervalCounterSource(BpfSource):
         want = ctx.options.get(self.attach_option, "raw_tracepoint")
         if want not in ATTACH_KINDS:
             raise SourceUnavailable(f"option {self.attach_option}: {want!r} is not one of {', '.join(ATTACH_KINDS)}")
-        self.attach = want
-        try:
-            super().start(ctx)
-        except SourceUnavailable as e:
-            if want != "raw_tracepoint":
-                raise
-            # e.g. a kernel without BPF_RAW_TRACEPOINT_OPEN: the classic tracepoint counts the same calls
-            self.raw_refused = e.reason
-            self.attach = "tracepoint"
-            super().start(ctx)
+        self.refused = {}
+        self._load(ctx, want)
         self.names = syscall_names()
         self.counters = CumulativeCounters(self.bpf[self.map_name], self.key)
         self.table = SlotCounters(self.bpf, self.slot_map, self.nslots(ctx), NR_MAX * self.buckets, HINT_SIZE)
@@ -91,6 +92,31 @@ class IntervalCounterSource(BpfSource):
         self.interval_start = ctx.clock()
         self._primed = False
         return []
+
+    def _load(self, ctx: RecordContext, want: str) -> None:
+        """Compile and attach the cheapest combination the kernel accepts: the raw tracepoint
+        before the classic one (e.g. a kernel without BPF_RAW_TRACEPOINT_OPEN), the cgroup id
+        by BTF loads before bpf_probe_read_kernel before the helper (cgid.py)."""
+        reads = CGID_READS
+        forced = ctx.options.get(self.cgid_option)
+        if forced is not None:
+            if forced not in CGID_READS:
+                raise SourceUnavailable(f"option {self.cgid_option}: {forced!r} is not one of {', '.join(CGID_READS)}")
+            reads = (forced,)
+        attaches = [want] + (["tracepoint"] if want == "raw_tracepoint" else [])
+        bpf_env.probe_bpf()  # a missing bcc, tracefs or headers is the reason itself, not worth six tries
+        for attach in attaches:
+            for read in reads:
+                self.attach, self.cgid_read = attach, read
+                try:
+                    BpfSource.start(self, ctx)
+                    return
+                except (SourceUnavailable, ValueError) as e:
+                    self.refused[self.variant()] = getattr(e, "reason", None) or str(e)
+        raise SourceUnavailable(f"{self.program}: every attach kind and cgroup id read was refused: {self.refused}")
+
+    def variant(self) -> str:
+        return f"{self.attach}/{self.cgid_read}"
 
     def rows(self, keys: np.ndarray, counts: np.ndarray, start: int, end: int) -> Batches:
         raise NotImplementedError

@@ -8,8 +8,10 @@
  * without a slot, a longer call (a blocking wait: rare by definition) or a
  * number >= NR_MAX is counted in the hash `hist`.
  *
- * A thread that never returns (exit_group, a killed task) leaves its start in
- * an LRU map, which forgets it. */
+ * The start of a call is kept per thread in BPF task storage (START_TASK_STORAGE,
+ * one lookup in the task itself), else in an LRU hash by thread id: a thread
+ * that never returns (exit_group, a killed task) leaves its start there and
+ * the LRU forgets it. The manifest's `start_store` says which. */
 struct start_t {
     u64 ts;
     u32 nr;
@@ -20,7 +22,11 @@ struct hkey_t {
     u32 nr;
     u32 slot;  /* the bucket (named slot in the tape's history) */
 };
+#ifdef START_TASK_STORAGE
+BPF_TASK_STORAGE(start, struct start_t);
+#else
 BPF_TABLE("lru_hash", u32, struct start_t, start, 65536);
+#endif
 BPF_F_TABLE("array", u32, u64, hist_slots, NR_SLOTS * NR_MAX * NR_BUCKETS, BPF_F_MMAPABLE);
 BPF_HASH(hist, struct hkey_t, u64, MAX_KEYS);
 
@@ -35,9 +41,28 @@ static __always_inline u32 log2_slot(u64 v) {
     return r;
 }
 
+#ifdef START_TASK_STORAGE
+/* The start lives in the task itself (BPF task storage): no hash, no LRU
+ * eviction, freed with the task. ts == 0: no call in flight. */
 static __always_inline int on_enter(u32 nr) {
-    if (is_self())
+    struct start_t *s = start.task_storage_get((void *)bpf_get_current_task_btf(), 0,
+                                               BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!s)
         return 0;
+    s->ts = bpf_ktime_get_ns();
+    s->nr = nr;
+    return 0;
+}
+
+static __always_inline int on_exit(void) {
+    struct start_t *s = start.task_storage_get((void *)bpf_get_current_task_btf(), 0, 0);
+    if (!s || !s->ts)
+        return 0;
+    u64 delta = bpf_ktime_get_ns() - s->ts;
+    u32 nr = s->nr;
+    s->ts = 0;
+#else
+static __always_inline int on_enter(u32 nr) {
     u32 tid = bpf_get_current_pid_tgid();
     struct start_t s = {};
     s.ts = bpf_ktime_get_ns();
@@ -54,8 +79,11 @@ static __always_inline int on_exit(void) {
     u64 delta = bpf_ktime_get_ns() - s->ts;
     u32 nr = s->nr;
     start.delete(&tid);
+#endif
+    u64 cgid = current_cgid();
+    if (is_self_in(cgid))  /* the recorder's own calls: stamped at enter, dropped here */
+        return 0;
     u32 b = delta ? log2_slot(delta) + 1 : 0;
-    u64 cgid = bpf_get_current_cgroup_id();
     if (nr < NR_MAX && b < NR_BUCKETS) {
         u32 slot = cgroup_slot(cgid);
         if (slot < NR_SLOTS) {

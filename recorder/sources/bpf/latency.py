@@ -9,12 +9,15 @@ row (slots.h) or, for cgroups without one and calls of 2^31 ns or more, a hash.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ....schemas import batch
-from ...source import Batches
+from ...source import Batches, RecordContext, SourceUnavailable
 from .interval import IntervalCounterSource
 
+START_STORES = ("task_storage", "lru_hash")  # where a call's start time waits for its exit
 KEY = np.dtype([("cgid", "<u8"), ("nr", "<u4"), ("slot", "<u4")])
 
 
@@ -38,6 +41,34 @@ class SyscallLatencySource(IntervalCounterSource):
     key = KEY
     max_keys = 131072
     max_keys_option = "latency_max_keys"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_store = None
+
+    def cflags(self, ctx: RecordContext) -> list[str]:
+        return super().cflags(ctx) + (["-DSTART_TASK_STORAGE"] if self.start_store == "task_storage" else [])
+
+    def _load(self, ctx: RecordContext, want: str) -> None:
+        """Task storage (one lookup in the task) where the kernel allows it from this program, else the LRU hash."""
+        stores = START_STORES
+        forced = ctx.options.get("latency_start_store")
+        if forced is not None:
+            if forced not in START_STORES:
+                raise SourceUnavailable(f"option latency_start_store: {forced!r} is not one of {', '.join(START_STORES)}")
+            stores = (forced,)
+        for store in stores[:-1]:
+            self.start_store = store
+            with contextlib.suppress(SourceUnavailable):
+                return super()._load(ctx, want)
+        self.start_store = stores[-1]
+        super()._load(ctx, want)
+
+    def variant(self) -> str:
+        return f"{super().variant()}/{self.start_store}"
+
+    def environment(self) -> dict:
+        return {**super().environment(), "start_store": self.start_store}
 
     def rows(self, keys, counts, start, end) -> Batches:
         cols = {**self.syscall_columns(keys, start, end), "bucket_ns": bucket_ns(keys["slot"]), "count": counts}

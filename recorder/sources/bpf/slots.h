@@ -33,3 +33,32 @@ static __always_inline u32 cgroup_slot(u64 cgid) {
     s = slot_of.lookup(&cgid);
     return s ? *s : NR_SLOTS;
 }
+
+/* The current task's cgroup2 id (what bpf_get_current_cgroup_id() returns:
+ * task->cgroups->dfl_cgrp->kn->id), read one of three ways (-D flags from
+ * interval.py; the manifest's `cgroup_id_read` says which):
+ *
+ *   CGID_TASK_BTF    four plain loads from bpf_get_current_task_btf() at
+ *                    offsets read from the kernel's BTF (btf.py): the verifier
+ *                    knows the types, the JIT inlines the loads;
+ *   CGID_PROBE_READ  the same chain with bpf_probe_read_kernel;
+ *   (neither)        the helper, where the offsets or the loads are refused. */
+static __always_inline u64 current_cgid(void) {
+#if defined(CGID_TASK_BTF)
+    char *p = (char *)bpf_get_current_task_btf();
+    p = *(char **)(p + OFF_TASK_CGROUPS);
+    p = *(char **)(p + OFF_CSS_SET_DFL_CGRP);
+    p = *(char **)(p + OFF_CGROUP_KN);
+    return *(u64 *)(p + OFF_KERNFS_NODE_ID);
+#elif defined(CGID_PROBE_READ)
+    char *p = (char *)bpf_get_current_task();
+    u64 id = 0;
+    bpf_probe_read_kernel(&p, sizeof(p), p + OFF_TASK_CGROUPS);
+    bpf_probe_read_kernel(&p, sizeof(p), p + OFF_CSS_SET_DFL_CGRP);
+    bpf_probe_read_kernel(&p, sizeof(p), p + OFF_CGROUP_KN);
+    bpf_probe_read_kernel(&id, sizeof(id), p + OFF_KERNFS_NODE_ID);
+    return id;
+#else
+    return bpf_get_current_cgroup_id();
+#endif
+}

@@ -21,9 +21,9 @@ struct key_t {
 BPF_HASH(counts, struct key_t, u64, MAX_KEYS);
 
 static __always_inline int count_syscall(u32 nr) {
-    if (is_self())
+    u64 cgid = current_cgid();
+    if (is_self_in(cgid))
         return 0;
-    u64 cgid = bpf_get_current_cgroup_id();
     if (nr < NR_MAX) {
         u32 slot = cgroup_slot(cgid);
         if (slot < NR_SLOTS) {
