@@ -110,18 +110,3 @@ def stop_active(states: list[SourceState], write: Write) -> None:
             stop_source(st, write)
             st.status, st.end_ns = "stopped", boottime_ns()
 
-
-def trim_heap() -> None:
-    """Give freed heap back to the kernel after start-up.
-
-    Compiling the BPF programs (clang/LLVM inside libbcc) leaves about 40 MiB of
-    freed heap that glibc keeps; malloc_trim returns it (measured: RSS 210 -> 171
-    MiB with the six eBPF sources). The rest is libbcc's mapped code, shared and
-    file-backed.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim

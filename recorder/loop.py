@@ -43,7 +43,8 @@ from nodetape.tape.snapshot import process_start_ticks
 from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
 from nodetape.recorder.control import Control
 from nodetape.recorder.snapshots import SnapshotTaking
-from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active, trim_heap
+from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active
+from nodetape.recorder.memory import Trimmer, trim
 from nodetape.recorder.source import RecordContext
 from nodetape.recorder.stats import stats_batch
 from nodetape.recorder.triggers import Trigger, fired
@@ -102,6 +103,7 @@ class Recorder(SnapshotTaking):
         self.snapshots: list[dict] = []
         self.max_lag_ns = 0  # how late the loop's tick ran, since the last stats row
         self.pusher = None
+        self._trimmer = Trimmer()
 
     # -- control -------------------------------------------------------------
     # from any thread or a signal handler: they take no lock (control.py)
@@ -229,7 +231,7 @@ class Recorder(SnapshotTaking):
             self.compactor = Compactor(self.writer, Policy.for_window(self.opts.flush_interval_ns, self.opts.retain_ns))
         try:
             start_sources(self.opts.sources, self.ctx, self.states, self._write)
-            trim_heap()
+            trim()  # what compiling freed (memory.py)
             self._sync_manifest_sources()
             self.writer.write_manifest()
             self._loop()
@@ -277,6 +279,7 @@ class Recorder(SnapshotTaking):
         self.writer.flush()
         if c is not None:
             c.schedule()
+        self._trimmer.maybe(boottime_ns())
 
     def _loop(self) -> None:
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
