@@ -65,6 +65,9 @@ def record(
 
     live = None if quiet else LiveProgress(sys.stderr)
     progress, metrics = _with_metrics(live, metrics_port, metrics_addr)
+    from nodetape.recorder import memory
+
+    memory.configure()  # allocator settings for a long-running process (recorder/memory.py)
     rec = api.recorder(
         out, duration_ns=opts.duration(duration, "--duration"), interval_ns=opts.duration(interval, "--interval"),
         flush_ns=opts.duration(flush, "--flush"), sources=_default_sources(sources, cgroup_root, quiet),

@@ -80,10 +80,24 @@ def start_sources(names: list[str], ctx: RecordContext, states: list[SourceState
         write(initial)
 
 
-def poll_all(states: list[SourceState], now_ns: int, write: Write) -> None:
-    """Poll every active source once, timing each poll; a source that raises is failed and stopped."""
+def is_due(source, now_ns: int, ready: set[int] | None) -> bool:
+    """Whether the loop polls `source` now: it has no next_poll_ns (every tick), its next poll is due,
+    or one of its wait_fds is in `ready` (the descriptors the loop's wait reported); None: every source."""
+    nxt = getattr(source, "next_poll_ns", None)
+    if nxt is None or ready is None:
+        return True
+    due = nxt()
+    if due is None or due <= now_ns:
+        return True
+    fds = getattr(source, "wait_fds", None)
+    return fds is not None and not ready.isdisjoint(fds())
+
+
+def poll_all(states: list[SourceState], now_ns: int, write: Write, ready: set[int] | None = None) -> None:
+    """Poll each active source that is due (is_due) once, timing each poll; a source that raises is
+    failed and stopped."""
     for st in states:
-        if st.status != "active":
+        if st.status != "active" or not is_due(st.source, now_ns, ready):
             continue
         t0 = time.monotonic_ns()
         try:
@@ -110,18 +124,3 @@ def stop_active(states: list[SourceState], write: Write) -> None:
             stop_source(st, write)
             st.status, st.end_ns = "stopped", boottime_ns()
 
-
-def trim_heap() -> None:
-    """Give freed heap back to the kernel after start-up.
-
-    Compiling the BPF programs (clang/LLVM inside libbcc) leaves about 40 MiB of
-    freed heap that glibc keeps; malloc_trim returns it (measured: RSS 210 -> 171
-    MiB with the six eBPF sources). The rest is libbcc's mapped code, shared and
-    file-backed.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim

@@ -1,8 +1,9 @@
 """The recorder loop: start sources, poll them on a tick, write what they return.
 
 It knows sources only through the Source protocol (source.py; their lifetime is
-lifecycle.py). Every tick it polls each active source once (a source must bound
-its own poll; the loop measures each poll and its own lateness), appends the
+lifecycle.py). Each time it wakes it polls the active sources that are due
+(lifecycle.is_due: next poll reached, or a descriptor of theirs ready; a source
+must bound its own poll; the loop measures each poll and its own lateness), appends the
 batches to the tape writer, writes recorder_stats (stats.py) once per interval,
 and flushes on the writer's schedule (the writer also retires parts outside a
 retention window).
@@ -43,7 +44,8 @@ from nodetape.tape.snapshot import process_start_ticks
 from nodetape.tape.writer import DEFAULT_FLUSH_NS, DEFAULT_MAX_TOTAL_BYTES, DiskFull, TapeWriter
 from nodetape.recorder.control import Control
 from nodetape.recorder.snapshots import SnapshotTaking
-from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active, trim_heap
+from nodetape.recorder.lifecycle import SourceState, poll_all, start_sources, stop_active
+from nodetape.recorder.memory import Trimmer, trim
 from nodetape.recorder.source import RecordContext
 from nodetape.recorder.stats import stats_batch
 from nodetape.recorder.triggers import Trigger, fired
@@ -96,12 +98,14 @@ class Recorder(SnapshotTaking):
         self.control = Control()
         self._poller: select.epoll | None = None
         self._poller_fds: list[int] | None = None
+        self._ready: set[int] | None = None  # the fds the last wait reported (None: poll every source)
         self.ctx.wake = self.control.wake
         self._trigger_fired: str | None = None
         self._last_auto_snapshot: int | None = None
         self.snapshots: list[dict] = []
         self.max_lag_ns = 0  # how late the loop's tick ran, since the last stats row
         self.pusher = None
+        self._trimmer = Trimmer()
 
     # -- control -------------------------------------------------------------
     # from any thread or a signal handler: they take no lock (control.py)
@@ -229,7 +233,7 @@ class Recorder(SnapshotTaking):
             self.compactor = Compactor(self.writer, Policy.for_window(self.opts.flush_interval_ns, self.opts.retain_ns))
         try:
             start_sources(self.opts.sources, self.ctx, self.states, self._write)
-            trim_heap()
+            trim()  # what compiling freed (memory.py)
             self._sync_manifest_sources()
             self.writer.write_manifest()
             self._loop()
@@ -277,6 +281,7 @@ class Recorder(SnapshotTaking):
         self.writer.flush()
         if c is not None:
             c.schedule()
+        self._trimmer.maybe(boottime_ns())
 
     def _loop(self) -> None:
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
@@ -287,7 +292,7 @@ class Recorder(SnapshotTaking):
             if deadline is not None and now >= deadline:
                 break
             self.max_lag_ns = max(self.max_lag_ns, now - planned)
-            poll_all(self.states, now, self._write)
+            poll_all(self.states, now, self._write, self._ready)
             if now >= next_stats:
                 self._write([("recorder_stats", self._stats_batch(now))])
                 next_stats = now + self.ctx.interval_ns
@@ -319,6 +324,7 @@ class Recorder(SnapshotTaking):
         """
         tick = self.opts.tick_ns
         fds: list[int] = []
+        self._ready = set()
         for st in self.states:
             if st.status != "active":
                 continue
@@ -345,7 +351,9 @@ class Recorder(SnapshotTaking):
             for fd in fds:
                 self._poller.register(fd, select.EPOLLIN | select.EPOLLET)
             self._poller_fds = fds
-        if self._poller.poll(-(-left // 1_000_000) / 1e3):
+        events = self._poller.poll(-(-left // 1_000_000) / 1e3)
+        if events:
+            self._ready = {fd for fd, _ in events}
             self.control.drain()
             return min(planned, boottime_ns())
         return planned

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 
 from nodetape.schemas import table as table_of
 from nodetape.tape.fs import fsync_dir
-from nodetape.tape.partfile import blake2b_hex, parquet_options
+from nodetape.tape.partfile import LEAN_ROWS, blake2b_hex, parquet_options, part_schema
 from nodetape.tape.partfile import write_file as _write_file
 from nodetape.tape.retention import PartInfo
 
@@ -131,7 +131,9 @@ class Merged:
 
 def merged_table(paths: list[Path], time_column: str) -> pa.Table:
     """The rows of the parts, in (time, seq) order; ties keep part order (the sort is stable)."""
-    tables = [pq.read_table(p) for p in paths]
+    # lean parts read back without dictionary types (partfile.py): each is read as the table's part schema
+    want = part_schema(table_of(paths[0].parent.name).schema)
+    tables = [pq.read_table(p, schema=want) for p in paths]
     schema = tables[0].schema
     if any(t.schema != schema for t in tables[1:]):
         raise ValueError(f"parts of {paths[0].parent.name} differ in schema: not merged")
@@ -142,9 +144,11 @@ def merged_table(paths: list[Path], time_column: str) -> pa.Table:
     return t
 
 
-def encode_sorted(t: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> pa.Buffer:
+def encode_sorted(t: pa.Table, row_group_rows: int = ROW_GROUP_ROWS, schema: pa.Schema | None = None) -> pa.Buffer:
+    """`schema`: the declared table's (its units choose the delta-encoded columns); a small result is lean."""
     sink = pa.BufferOutputStream()
-    pq.write_table(t, sink, row_group_size=row_group_rows, **parquet_options(t.schema))
+    opts = parquet_options(schema or t.schema, t.num_rows <= LEAN_ROWS)
+    pq.write_table(t, sink, row_group_size=row_group_rows, **opts)
     return sink.getvalue()
 
 
@@ -152,7 +156,7 @@ def merge(tape: Path, inputs: list[PartInfo], time_column: str, now_ns: int) -> 
     """Steps 1: the merged part written and fsynced under a temp name (nothing visible yet)."""
     folder = tape / inputs[0].table
     t = merged_table([folder / p.name for p in inputs], time_column)
-    data = encode_sorted(t)
+    data = encode_sorted(t, schema=table_of(inputs[0].table).schema)
     maxes = [p.max_ns for p in inputs if p.max_ns is not None]
     info = PartInfo(inputs[0].table, inputs[0].index, t.num_rows, data.size, max(maxes) if maxes else None,
                     now_ns, blake2b_hex(data), last=inputs[-1].end)
