@@ -126,11 +126,31 @@ def tables_overview_sql() -> str:
 GENERATED = {"tables_overview": tables_overview_sql}
 
 
+_INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*(\w+)\s*$", re.M)
+
+
+def _included(name: str) -> str:
+    """The SQL of queries/_NAME.sql without its leading comment lines (they describe the file)."""
+    entry = resources.files(__package__) / f"_{name}.sql"
+    if not entry.is_file():
+        raise QueryError(f"queries/_{name}.sql: no such file (named by an '-- include: {name}' line)")
+    lines = entry.read_text().splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def expand_includes(text: str) -> str:
+    """Each line `-- include: NAME` replaced by the SQL of queries/_NAME.sql (CTEs several queries share)."""
+    return _INCLUDE.sub(lambda m: _included(m.group(1)), text)
+
+
 def catalog() -> dict[str, NamedQuery]:
+    """The named queries: queries/*.sql; files whose name starts with '_' are parts they include."""
     out = {}
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".sql"):
-            q = parse_query(entry.read_text(), entry.name[:-4])
+        if entry.name.endswith(".sql") and not entry.name.startswith("_"):
+            q = parse_query(expand_includes(entry.read_text()), entry.name[:-4])
             if q.name in GENERATED:
                 q.sql = q.sql.rstrip("\n") + "\n" + GENERATED[q.name]()
             out[q.name] = q

@@ -30,27 +30,8 @@
 -- eBPF rows carry the cgroup2 id, so they are joined through the 'unified'
 -- hierarchy's cgroup_id (it differs per hierarchy).
 WITH
--- Kubernetes identity per path, from any row that carries it: a source that does
--- not parse paths (the cgroup tracepoints) still lines up by path
-ident AS (
-    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_events WHERE pod_uid IS NOT NULL
-    UNION
-    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_samples WHERE pod_uid IS NOT NULL
-),
-ev AS (
-    SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
-           pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_events WHERE pod_uid IS NOT NULL
-    UNION ALL
-    SELECT c.host, c.ts_ns, c.ts, c.seq, c.source, c.kind, c.hierarchy, c.cgroup_path, c.cgroup_id, c.pid, c.comm,
-           i.pod_uid, i.ckey
-    FROM cgroup_events c
-    JOIN (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(ckey) AS ckey FROM ident GROUP BY ALL) i
-      ON i.host = c.host AND i.cgroup_path = c.cgroup_path
-    WHERE c.pod_uid IS NULL
-),
+-- ident, ev: every cgroup event with its pod and container key (queries/_pod_entities.sql)
+-- include: pod_entities
 -- one entity per (host, pod, container); its creation from eBPF when any eBPF row saw it
 created AS (
     SELECT host, pod_uid, ckey, source, ts_ns, ts, seq, hierarchy, cgroup_path

@@ -20,25 +20,8 @@
 -- sandbox_ms, pod_name and pod_namespace are NULL. Stages and their sources are
 -- those of pod_births (eBPF preferred, else inotify and /proc scans).
 WITH
-ident AS (
-    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_events WHERE pod_uid IS NOT NULL
-    UNION
-    SELECT DISTINCT host, cgroup_path, pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_samples WHERE pod_uid IS NOT NULL
-),
-ev AS (
-    SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
-           pod_uid, coalesce(container_id, '') AS ckey
-    FROM cgroup_events WHERE pod_uid IS NOT NULL
-    UNION ALL
-    SELECT c.host, c.ts_ns, c.ts, c.seq, c.source, c.kind, c.hierarchy, c.cgroup_path, c.cgroup_id, c.pid, c.comm,
-           i.pod_uid, i.ckey
-    FROM cgroup_events c
-    JOIN (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(ckey) AS ckey FROM ident GROUP BY ALL) i
-      ON i.host = c.host AND i.cgroup_path = c.cgroup_path
-    WHERE c.pod_uid IS NULL
-),
+-- ident, ev: every cgroup event with its pod and container key (queries/_pod_entities.sql)
+-- include: pod_entities
 created AS (
     SELECT host, pod_uid, ckey, source, ts_ns, ts, seq, hierarchy, cgroup_path
     FROM ev WHERE kind = 'created'

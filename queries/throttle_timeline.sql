@@ -32,18 +32,23 @@ raw AS NOT MATERIALIZED (
     WHERE cgroup_path LIKE $path
       AND (cpu_usage_usec IS NOT NULL OR nr_periods IS NOT NULL OR cpu_quota_usec IS NOT NULL)
 ),
--- one key per cgroup path, in output order; pod_uid and container_id are the
--- path's (the recorder derives them from the path)
+-- the (host, hierarchy, path) triples, in one scan of the strings; pod_uid and
+-- container_id are the path's (the recorder derives them from the path)
+hp AS (
+    SELECT host, hierarchy, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(container_id) AS container_id
+    FROM raw GROUP BY host, hierarchy, cgroup_path
+),
+-- one key per cgroup path, in output order
 paths AS (
     SELECT host, cgroup_path, pod_uid, container_id, row_number() OVER (ORDER BY host, cgroup_path) AS pk
     FROM (SELECT host, cgroup_path, any_value(pod_uid) AS pod_uid, any_value(container_id) AS container_id
-          FROM raw GROUP BY host, cgroup_path)
+          FROM hp GROUP BY host, cgroup_path)
 ),
 -- one key per hierarchy of a path; n_h: how many hierarchies give CPU counters for it
 hpaths AS (
     SELECT h.host, h.hierarchy, h.cgroup_path, p.pk, row_number() OVER () AS hk,
            count(*) OVER (PARTITION BY p.pk) AS n_h
-    FROM (SELECT DISTINCT host, hierarchy, cgroup_path FROM raw) h JOIN paths p USING (host, cgroup_path)
+    FROM hp h JOIN paths p USING (host, cgroup_path)
 ),
 s AS (
     SELECT p.pk, p.hk, p.n_h, r.cgroup_id, r.ts_ns, r.w_us,
