@@ -39,6 +39,7 @@ from nodetape.schemas import TABLES
 from nodetape.store import compacted as cz
 from nodetape.store import layout
 from nodetape.store.storefs import PARTIAL, blake2b_local, is_url, open_fs
+from nodetape.tape.fs import fsync_dir
 
 ROW_GROUP = 16384
 KILL_AT = "NODETAPE_COMPACT_KILL_AT"  # tests: SIGKILL this process at the named step (tests/fleet)
@@ -178,7 +179,7 @@ def write_compacted(store, t, date: str, todo: dict[str, list[tuple[str, int, st
         except OSError:
             pass
         raise
-    cz.fsync_dir(folder)
+    fsync_dir(folder)
     hosts = sorted(todo)
     entry = {"file": cid_file, "rows": sink.rows, "bytes": os.path.getsize(f"{folder}/{cid_file}"),
              "parts": len(records), "hosts": [hosts[0], hosts[-1]], "written_ns": time.time_ns()}
@@ -244,7 +245,7 @@ def compact_date(store, t, date: str, found: list[tuple[str, str, int, str]], ha
         index["parts"].update(records)
         _step("renamed")
         store.put_bytes((json.dumps(index, separators=(",", ":")) + "\n").encode(), cz.index_path(t.name, date))
-        cz.fsync_dir(store.full(cz.date_dir(t.name, date)))  # the commit is durable before any part goes
+        fsync_dir(store.full(cz.date_dir(t.name, date)))  # the commit is durable before any part goes
         stats.files += 1
         stats.parts += len(records)
         stats.rows += entry["rows"]
