@@ -147,8 +147,8 @@ def _read_host(store, t, host: str, parts: list[tuple[str, int, str]], cid_file:
         records[rel] = {"src": sid, "host": host, "tape": tid, "index": index, "file": cid_file,
                         "rows": data.num_rows, "bytes": size, "blake2b": digest, "min_ns": lo, "max_ns": hi}
         n = data.num_rows
-        tables.append(data.append_column(cz.HOST_COL, pa.array([host] * n, pa.string()))
-                      .append_column(cz.SRC_COL, pa.array([sid] * n, pa.int64())))
+        tables.append(data.append_column(cz.HOST_COL, pa.repeat(pa.scalar(host, pa.string()), n))
+                      .append_column(cz.SRC_COL, pa.repeat(pa.scalar(sid, pa.int64()), n)))
     if not tables:
         return None, records
     return pa.concat_tables(tables).sort_by([(t.time_column, "ascending")]), records
@@ -240,7 +240,6 @@ def compact_date(store, t, date: str, found: list[tuple[str, str, int, str]], ha
         todo.setdefault(host, []).append((tid, idx, rel))
     if todo:
         entry, records = write_compacted(store, t, date, todo)
-        index = json.loads(json.dumps(index))
         index["files"].append(entry)
         index["parts"].update(records)
         _step("renamed")
