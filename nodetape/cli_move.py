@@ -109,7 +109,7 @@ def push(
 def compact(
     store: Annotated[str, typer.Argument(metavar="STORE", help="A directory fleet store (object stores are refused).")],
     table: Annotated[Optional[str], typer.Option("--table", help="Compact this table only (default: every table).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Merge each table's parts of a date, across all hosts, into one file per run (atomic; docs/fleet.md).
 

@@ -287,8 +287,11 @@ def _lock(store, table: str):
     return fd
 
 
-def compact(location: str, table: str | None = None) -> CompactStats:
-    """Compact every table (or one) of a directory store; UserError for an object store or a bad table."""
+def compact(location: str, table: str | None = None, progress=None) -> CompactStats:
+    """Compact every table (or one) of a directory store; UserError for an object store or a bad table.
+
+    progress(table, date, stats), if given, is called after each table's date is done.
+    """
     from nodetape.store.reader import StoreReader
 
     if is_url(location):
@@ -310,6 +313,8 @@ def compact(location: str, table: str | None = None) -> CompactStats:
             have = _tapes_with_manifest(store)
             for date in sorted(set(found) | set(cz.compacted_dates(store, t.name))):
                 compact_date(store, t, date, found.get(date, []), have, stats)
+                if progress:
+                    progress(t.name, date, stats)
         finally:
             os.close(fd)
         stats.tables += 1
@@ -328,7 +333,16 @@ def summary_line(st: CompactStats, where: str) -> str:
 
 
 def run(location: str, table: str | None = None, quiet: bool = False, stream=sys.stderr) -> CompactStats:
-    st = compact(location, table)
+    """compact() with, on a terminal, one live line per table and date, then the summary line."""
+    live = stream is not None and not quiet and stream.isatty()
+
+    def progress(name: str, date: str, st: CompactStats) -> None:
+        stream.write(f"\r\x1b[Kcompact {name} date={date}: {st.parts:,} parts into {st.files} file(s) so far")
+        stream.flush()
+
+    st = compact(location, table, progress=progress if live else None)
+    if live:
+        stream.write("\r\x1b[K")
     if not quiet and stream is not None:
         stream.write(summary_line(st, location) + "\n")
     return st

@@ -177,3 +177,31 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert run(["query", str(store), "pod_births"]) == 2
         err = capsys.readouterr().err
         assert str(index) in err and err.count("\n") == 1
+
+
+class _Terminal:
+    """A stream that says it is a terminal, keeping what was written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_terminal_sees_one_progress_line_per_table_and_date_then_the_summary(tmp_path):
+    from nodetape.store.compact import run as run_compact
+
+    store = _store(tmp_path / "store")
+    term = _Terminal()
+    st = run_compact(str(store), "cgroup_events", stream=term)
+    lines = term.text.split("\r")
+    assert any(line.startswith("\x1b[Kcompact cgroup_events date=") for line in lines)
+    assert lines[-1].startswith(f"\x1b[Kcompacted {st.parts} parts")
+    assert st.parts > 0
