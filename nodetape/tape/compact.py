@@ -133,7 +133,9 @@ def merged_table(paths: list[Path], time_column: str) -> pa.Table:
     """The rows of the parts, in (time, seq) order; ties keep part order (the sort is stable)."""
     # lean parts read back without dictionary types (partfile.py): each is read as the table's part schema
     want = part_schema(table_of(paths[0].parent.name).schema)
-    tables = [pq.read_table(p, schema=want) for p in paths]
+    # ParquetFile.read, single-threaded: read_table's dataset layer and Arrow's thread pool cost
+    # 2.9 ms of CPU for three tiny parts, this 1.9 ms (and no pool threads woken on an idle node)
+    tables = [_read(p).cast(want) for p in paths]
     schema = tables[0].schema
     if any(t.schema != schema for t in tables[1:]):
         raise ValueError(f"parts of {paths[0].parent.name} differ in schema: not merged")
@@ -144,10 +146,15 @@ def merged_table(paths: list[Path], time_column: str) -> pa.Table:
     return t
 
 
+def _read(path: Path) -> pa.Table:
+    with pq.ParquetFile(path) as f:
+        return f.read(use_threads=False)
+
+
 def encode_sorted(t: pa.Table, row_group_rows: int = ROW_GROUP_ROWS, schema: pa.Schema | None = None) -> pa.Buffer:
     """`schema`: the declared table's (its units choose the delta-encoded columns); a small result is lean."""
     sink = pa.BufferOutputStream()
-    opts = parquet_options(schema or t.schema, t.num_rows <= LEAN_ROWS)
+    opts = parquet_options(schema or t.schema, t.num_rows <= LEAN_ROWS, t.num_rows)
     pq.write_table(t, sink, row_group_size=row_group_rows, **opts)
     return sink.getvalue()
 
