@@ -262,23 +262,26 @@ class Compactor:
     # -- the writer's thread -----------------------------------------------------
     def remember(self, table: str, name: str, rows: pa.Table) -> None:
         """A part just written (writer.on_rows): kept in memory if small, until merged or retired."""
-        if rows.num_rows <= MEMO_ROWS:
+        if rows.num_rows <= MEMO_ROWS and self.policy.fan_in <= self.policy.max_units and not self.writer.manifest.disk_full:
             self._memo[(table, name)] = rows
 
     def schedule(self) -> int:
         """Plan merges over the ledger's parts and hand them to the thread (if it is idle); how many."""
         w = self.writer
-        if not self._idle.is_set() or self._job is not None or w.failed or w.degraded or w.manifest.disk_full:
-            return 0  # one batch at a time; on a full disk, space goes to new rows, not to copies
+        live = w.ledger.parts
+        names = {(name, p.name) for name, parts in live.items() for p in parts}
+        for k in [k for k in self._memo if k not in names]:  # merged or retired
+            del self._memo[k]
+        if w.failed or w.degraded or w.manifest.disk_full:
+            self._memo.clear()
+            return 0  # on a full disk, space goes to new rows, not to copies
+        if not self._idle.is_set() or self._job is not None:
+            return 0  # one batch at a time
         groups = []
-        live = self.writer.ledger.parts
         for name, parts in live.items():
             groups += [(g, table_of(name).time_column, {p.name: self._memo[(name, p.name)] for p in g
                                                          if (name, p.name) in self._memo})
                        for g in plan(parts, self.policy)]
-        names = {(name, p.name) for name, parts in live.items() for p in parts}
-        for k in [k for k in self._memo if k not in names]:  # merged or retired
-            del self._memo[k]
         if groups:
             self._job = _Job(groups)
             self._idle.clear()
@@ -298,8 +301,8 @@ class Compactor:
             fsync_dir(folder)
         for m in placed:
             ledger.replace(m.inputs, m.info)
-            if m.rows is not None:
-                self._memo[(m.info.table, m.info.name)] = m.rows
+            if m.rows is not None and units(m.info) * self.policy.fan_in <= self.policy.max_units:
+                self._memo[(m.info.table, m.info.name)] = m.rows  # it can be merged again
             self.stats.merges += 1
             self.stats.parts_in += len(m.inputs)
             self.stats.bytes_in += sum(p.bytes for p in m.inputs)
