@@ -165,7 +165,7 @@ def test_small_parts_merge_from_memory_into_the_same_bytes(tmp_path, monkeypatch
     into the same part (same checksum) as one that reads them back."""
     reads = []
     real_read = compact._read
-    monkeypatch.setattr(compact, "_read", lambda p: reads.append(p.name) or real_read(p))
+    monkeypatch.setattr(compact, "_read", lambda p, want: reads.append(p.name) or real_read(p, want))
 
     def run(folder, early):
         w = TapeWriter(folder, _manifest(), delete_grace_ns=0)
