@@ -1,7 +1,7 @@
 """Idle overhead and storage: what a recording costs the node and the disk.
 
 Idle: `nodetape record` with every source this node can run, on an idle node,
-for D seconds, three times: the recorder's CPU % of one core after start-up,
+for D seconds (IDLE_S, 3 minutes), three times: the recorder's CPU % of one core after start-up,
 and its memory from /proc/PID/smaps_rollup with anonymous memory (heap, Arrow
 and numpy buffers, libbcc's per-program state) apart from file-backed pages
 (libLLVM/libclang and pyarrow code, shared with other processes); bytes per
@@ -24,6 +24,7 @@ from .common import WORK, median_spread, nodetape_cmd, proc_cpu_seconds, proc_rs
 
 WARM_UP_S = 8.0  # past start-up: eight BPF programs compile in about 5 s here
 IDLE_RUNS = 3
+IDLE_S = 180
 
 
 def _rollup(pid: int) -> dict:
@@ -100,7 +101,10 @@ def _spread(runs: list[dict]) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    idle_s = 20 if quick else 45
+    # 3 minutes: compaction merges three parts of a tier into one (docs/compaction.md), so a tape
+    # reaches the 81-flush tier at 162 s; a 45 s tape holds little but fresh parts and 9-flush
+    # merges, whose fixed per-part footer made bytes per row a start-up figure, not an idle node's
+    idle_s = 20 if quick else IDLE_S
     busy_s = 15 if quick else 30
     runs = [_record("idle", idle_s) for _ in range(IDLE_RUNS)]
     # the run with the median CPU is shown in full; the spread is over all runs

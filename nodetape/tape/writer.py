@@ -46,8 +46,7 @@ from nodetape.core.clock import boottime_ns
 from nodetape.core.errors import NodetapeError
 from nodetape.tape.format import FORMAT_VERSION, MANIFEST, Manifest
 from nodetape.tape.fs import atomic_write_json, create_tape_folder, fsync_dir, reserve_space
-from nodetape.tape.partfile import blake2b_hex, encode
-from nodetape.tape.partfile import write_file as _write_file
+from nodetape.tape.partfile import blake2b_hex, encode, write_file as _write_file
 from nodetape.tape.retention import PartInfo, PartLedger, part_name
 from nodetape.tape.snapshot import write_snapshot
 from nodetape.schemas import schema as schema_of
@@ -91,12 +90,10 @@ class _TableBuffer:
 
 
 class TapeWriter:
-    """Buffers batches per table and writes them as Parquet parts.
-
-    Not thread-safe: the recorder loop owns it.
-    """
+    """Buffers batches per table and writes them as Parquet parts. Not thread-safe: the recorder loop owns it."""
 
     on_sealed = None  # callable(table, path) run once a part is renamed into place (store/pusher.py)
+    on_rows = None  # callable(table, part name, pa.Table): its rows, once in place (compact.py keeps small ones)
 
     def __init__(self, path: str | os.PathLike, manifest: Manifest | dict, *,
                  offline: bool = False,
@@ -272,6 +269,8 @@ class TapeWriter:
         fsync_dir(folder)
         if self.on_sealed is not None:
             self.on_sealed(buf.name, folder / name)
+        if self.on_rows is not None:
+            self.on_rows(buf.name, name, table)
         max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
         self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock(),
                                  blake2b_hex(data)))
