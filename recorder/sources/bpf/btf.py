@@ -124,7 +124,12 @@ def forget() -> None:
     vmlinux_btf.cache_clear()
 
 
-@functools.lru_cache(maxsize=None)
 def member_offset(struct_name: str, member: str) -> int | None:
+    return _member_offset(str(VMLINUX), struct_name, member)
+
+
+@functools.lru_cache(maxsize=None)
+def _member_offset(path: str, struct_name: str, member: str) -> int | None:
+    """Answers cached per BTF file (a test points VMLINUX elsewhere)."""
     btf = vmlinux_btf()
     return btf.member_offset(struct_name, member) if btf else None
