@@ -22,6 +22,7 @@ import bisect
 import ctypes
 import ctypes.util
 import errno
+import functools
 import fcntl
 import os
 import platform
@@ -53,6 +54,7 @@ def _addr(obj) -> int:
     return 0 if obj is None else (obj if isinstance(obj, int) else ctypes.addressof(obj))
 
 
+@functools.lru_cache(maxsize=None)
 def possible_cpus(path: str = "/sys/devices/system/cpu/possible") -> int:
     """How many per-CPU slots a per-CPU map value has ('0-3' -> 4; '0,2-3' -> 4)."""
     with open(path) as f:
