@@ -40,8 +40,10 @@ def load_program(text: str, cflags: list[str], bcc_folder: str) -> LoadedProgram
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     fds: list[int] = []
     try:
+        # its own session: a Ctrl-C meant for the recorder (a stop request) must not interrupt a compile
         proc = subprocess.Popen([sys.executable, CHILD, str(child.fileno()), bcc_folder], pass_fds=[child.fileno()],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
         child.close()
         parent.sendall(json.dumps({"text": text, "cflags": cflags}).encode())
         data, fds, _, _ = socket.recv_fds(parent, 1 << 20, 4096)
