@@ -60,14 +60,14 @@ def record(
 
       nodetape record /var/lib/nodetape/tape --retain 15m --push /mnt/fleet --metrics-port 9464
     """
+    from nodetape.recorder import memory
+
+    memory.configure()  # recorder/memory.py; before the API loads pyarrow (its pool is fixed then)
     from . import api
     from .progress import LiveProgress
 
     live = None if quiet else LiveProgress(sys.stderr)
     progress, metrics = _with_metrics(live, metrics_port, metrics_addr)
-    from nodetape.recorder import memory
-
-    memory.configure()  # allocator settings for a long-running process (recorder/memory.py)
     rec = api.recorder(
         out, duration_ns=opts.duration(duration, "--duration"), interval_ns=opts.duration(interval, "--interval"),
         flush_ns=opts.duration(flush, "--flush"), sources=_default_sources(sources, cgroup_root, quiet),

@@ -279,3 +279,42 @@ def test_merge_sums_a_cgroup_split_between_hash_and_row():
     keys["nr"] = [110, 0, 110]
     k, c = merge(keys, np.array([3, 1, 4], dtype=np.int64))
     assert k["cgid"].tolist() == [5, 7] and k["nr"].tolist() == [0, 110] and c.tolist() == [1, 7]
+
+
+def test_kallsyms_lookup_takes_the_nearest_text_symbol_at_or_below(tmp_path):
+    from nodetape.recorder.sources.bpf.bpfsys import kallsyms_lookup
+
+    ks = tmp_path / "kallsyms"
+    ks.write_text("ffffffff81000000 T _stext\n"
+                  "ffffffff81001000 t helper\n"
+                  "ffffffff81002000 D some_data\n"
+                  "ffffffff81003000 T kfree_skb_reason\n"
+                  "ffffffffc0001000 t mod_fn\t[nf_tables]\n")
+    got = kallsyms_lookup([0xffffffff81003044, 0xffffffff81001010, 0xffffffff81002010, 0x1000], str(ks))
+    assert got[0xffffffff81003044] == ("kfree_skb_reason", 0x44)
+    assert got[0xffffffff81001010] == ("helper", 0x10)
+    assert got[0xffffffff81002010] == ("helper", 0x1010)  # data symbols are not code locations
+    assert 0x1000 not in got
+
+
+def test_possible_cpus_counts_ranges_and_lists(tmp_path):
+    from nodetape.recorder.sources.bpf.bpfsys import possible_cpus
+
+    for i, (text, n) in enumerate((("0\n", 1), ("0-3\n", 4), ("0,2-5\n", 6))):
+        p = tmp_path / f"possible{i}"  # answers are cached per path
+        p.write_text(text)
+        assert possible_cpus(str(p)) == n
+
+
+def test_loader_assembles_descriptors_in_the_childs_order():
+    from nodetape.recorder.sources.bpf.loader import LoadFailed, _assemble
+
+    reply = {"maps": [{"name": "counts", "type": 1, "key_size": 16, "value_size": 8, "max_entries": 64},
+                      {"name": "events", "type": 27, "key_size": 0, "value_size": 0, "max_entries": 4096}],
+             "tracepoints": ["raw_syscalls:sys_enter"], "raw_tracepoints": ["sys_exit"], "programs": 2}
+    prog = _assemble(reply, [10, 11, 12, 13, 14, 15])
+    assert prog[b"counts"].map_fd == 10 and prog[b"counts"].max_entries == 64 and prog[b"counts"].key_size == 16
+    assert prog[b"events"].map_fd == 11
+    assert prog.tracepoint_fds == {b"raw_syscalls:sys_enter": 12} and prog.raw_tracepoint_fds == {b"sys_exit": 13}
+    with pytest.raises(LoadFailed):
+        _assemble(reply, [10, 11])

@@ -1,11 +1,13 @@
 """eBPF sources through bcc: one module and one .bpf.c program per source.
 
-Shared here: the base class (lazy compile in start(), detach before the last
-read, drop counters), batch reads of kernel hash maps into numpy, the syscall
-name table and cgroup id -> path resolution.
+Shared here: the base class (compile in start(), detach before the last read,
+drop counters), batch reads of kernel hash maps into numpy, the syscall name
+table and cgroup id -> path resolution.
 
-Nothing is compiled at import: bcc is imported and programs are built in
-start(), so `nodetape --help` and machines without bcc are unaffected.
+Nothing is compiled at import, and bcc is never imported in the recorder: each
+program is compiled, loaded and attached by bcc in a child process (loader.py)
+and the recorder keeps its descriptors (bpfsys.py), so libbcc and LLVM are not
+resident (docs/idle.md, "Memory").
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import importlib.util
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +25,9 @@ import numpy as np
 
 from nodetape.recorder.sources.bpf import env as bpf_env
 from ...source import BaseSource, Batches, RecordContext, SourceUnavailable
+from . import btf
+from .bpfsys import possible_cpus
+from .loader import LoadFailed, load_program
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,13 +62,22 @@ def syscall_names() -> dict[int, str]:
             names.update({k: v for k, v in parse_unistd(Path(c).read_text()).items() if k not in names})
         except OSError:
             continue
-    try:
-        table = bpf_env.import_bcc().syscall.syscalls
-        for nr, name in table.items():
-            names.setdefault(nr, name.decode())
-    except (SourceUnavailable, AttributeError):
-        pass
+    for nr, name in _bcc_syscall_table().items():
+        names.setdefault(nr, name.decode())
     return names
+
+
+def _bcc_syscall_table() -> dict[int, bytes]:
+    """bcc's table (bcc/syscall.py: plain data), loaded by path: importing the bcc
+    package would load libbcc and LLVM into the recorder."""
+    try:
+        folder, _ = bpf_env.find_bcc()
+        spec = importlib.util.spec_from_file_location("_nt_bcc_syscall", os.path.join(folder, "bcc", "syscall.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return dict(mod.syscalls)
+    except (SourceUnavailable, OSError, AttributeError, ImportError):
+        return {}
 
 
 # -- cgroup id -> path ---------------------------------------------------------
@@ -127,36 +141,24 @@ def shared_resolver(ctx: RecordContext) -> CgroupIdResolver:
 # -- map reads -----------------------------------------------------------------
 
 def read_hash(table, key_dtype: np.dtype, val_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """All (key, value) pairs of a BPF hash map, with BPF_MAP_LOOKUP_BATCH into numpy
-    buffers (one syscall per few thousand entries, no Python call per entry).
-
-    bcc's own items_lookup_batch passes one ctypes object as both the batch
-    token and the count (table.py, bcc 0.26), so we call libbcc directly."""
-    lib = bpf_env.import_bcc().libbcc.lib
+    """All (key, value) pairs of a BPF hash map (bpfsys.BpfMap), with BPF_MAP_LOOKUP_BATCH
+    into numpy buffers (one syscall per few thousand entries, no Python call per entry)."""
     cap = table.max_entries
     keys = np.zeros(cap, dtype=key_dtype)
     vals = np.zeros(cap, dtype=val_dtype)
     # hash maps use a u32 bucket index as the batch token (kernel/bpf/hashtab.c)
-    in_tok, out_tok, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
-    count_p = ctypes.cast(ctypes.pointer(count), ctypes.c_void_p)
+    in_tok, out_tok = ctypes.c_uint32(0), ctypes.c_uint32(0)
     total = 0
     first = True
     while total < cap:
-        count.value = cap - total
-        res = lib.bpf_lookup_batch(
-            table.map_fd,
-            None if first else ctypes.byref(in_tok),
-            ctypes.byref(out_tok),
-            ctypes.c_void_p(keys.ctypes.data + total * keys.itemsize),
-            ctypes.c_void_p(vals.ctypes.data + total * vals.itemsize),
-            count_p,
-        )
-        err = ctypes.get_errno()
-        total += count.value
-        if res != 0:
+        done, err = table.lookup_batch(None if first else in_tok, out_tok,
+                                       keys.ctypes.data + total * keys.itemsize,
+                                       vals.ctypes.data + total * vals.itemsize, cap - total)
+        total += done
+        if err:
             if err == errno.ENOENT:
                 break
-            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name if hasattr(table, 'name') else 'map'}: {os.strerror(err)}")
+            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name}: {os.strerror(err)}")
         first = False
         in_tok.value = out_tok.value
     return keys[:total], vals[:total]
@@ -165,38 +167,17 @@ def read_hash(table, key_dtype: np.dtype, val_dtype: np.dtype) -> tuple[np.ndarr
 def delete_keys(table, keys: np.ndarray) -> None:
     if len(keys) == 0:
         return
-    lib = bpf_env.import_bcc().libbcc.lib
     keys = np.ascontiguousarray(keys)
-    count = ctypes.c_uint32(len(keys))
-    lib.bpf_delete_batch(table.map_fd, ctypes.c_void_p(keys.ctypes.data),
-                         ctypes.cast(ctypes.pointer(count), ctypes.c_void_p))
+    table.delete_batch(keys.ctypes.data, len(keys))
 
 
 def percpu_sums(table, n: int) -> list[int]:
     """Sum over CPUs of entries 0..n-1 of a per-CPU u64 array."""
     out = []
+    vals = (ctypes.c_uint64 * possible_cpus())()
     for i in range(n):
-        vals = table[ctypes.c_int(i)]
-        out.append(int(sum(v for v in vals)))
+        out.append(sum(vals) if table.lookup(ctypes.c_int(i), vals) else 0)
     return out
-
-
-# -- stderr of libbcc ----------------------------------------------------------
-
-@contextlib.contextmanager
-def captured_stderr():
-    """Capture what libbcc (C) prints on fd 2 (the kernel's verifier/attach errors)."""
-    holder = {"text": ""}
-    with tempfile.TemporaryFile() as tmp:
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield holder
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            holder["text"] = tmp.read().decode(errors="replace")
 
 
 # -- base class ----------------------------------------------------------------
@@ -219,7 +200,7 @@ class BpfSource(BaseSource):
 
     def probe(self, ctx: RecordContext) -> None:
         bpf_env.check_privileges()
-        bpf_env.import_bcc()
+        bpf_env.find_bcc()
 
     def cflags(self, ctx: RecordContext) -> list[str]:
         return [f"-DOWN_TGID={ctx.own_pid}"]
@@ -238,16 +219,13 @@ class BpfSource(BaseSource):
         for tp in self.tracepoints:
             bpf_env.tracepoint_format(*tp.split(":"))
         t0 = ctx.clock()
-        bcc = bpf_env.import_bcc()
-        failure = None
-        with captured_stderr() as err:
-            try:
-                self.bpf = bcc.BPF(text=self.program_text(ctx).encode(), cflags=self.cflags(ctx))
-            except Exception as e:  # bcc raises plain Exception; the kernel's words went to fd 2
-                failure = e
-        release_freed_heap()
-        if failure is not None:
-            raise SourceUnavailable(f"compiling/loading {self.program} failed: {failure}: {err_tail(err)}")
+        folder, _ = bpf_env.find_bcc()
+        try:
+            self.bpf = load_program(self.program_text(ctx), self.cflags(ctx), folder)
+        except LoadFailed as e:  # bcc's exception; the compiler's and the kernel's words are its stderr
+            raise SourceUnavailable(f"compiling/loading {self.program} failed: {e}: {err_tail(e.stderr)}") from None
+        finally:
+            btf.forget()  # the cflags took their offsets (answers stay cached)
         self.compile_ns = ctx.clock() - t0
         ctx.shared.setdefault("bpf_compile_ns", {})[self.name] = self.compile_ns
         return []
@@ -281,21 +259,8 @@ class BpfSource(BaseSource):
             self.bpf = None
 
 
-def release_freed_heap() -> None:
-    """Give the heap that clang/LLVM freed after a compile back to the kernel.
-
-    glibc keeps freed memory in its arenas: each bcc compile left ~30 MiB of
-    anonymous RSS that nothing used again; malloc_trim(0) after every compile
-    took a recorder with every eBPF source from 97 to 59 MiB anonymous here
-    (measured in BENCHMARKS.md section 4). A no-op where libc has no malloc_trim."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def err_tail(err: dict, n: int = 400) -> str:
-    text = " ".join(err.get("text", "").split())
+def err_tail(stderr: str, n: int = 400) -> str:
+    text = " ".join(stderr.split())
     return text[-n:] if text else "(no message)"
 
 

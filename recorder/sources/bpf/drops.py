@@ -3,7 +3,7 @@
 The reason number is named with the kernel's own table, parsed from the
 tracepoint's print format (__print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, ...)),
 so names match the running kernel, not a header. The drop location is
-symbolized with bcc's ksym, once per distinct address.
+symbolized from /proc/kallsyms as bcc's ksym does (bpfsys.ksyms), once per distinct address.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from ....schemas import batch
 from ...source import Batches, RecordContext
+from .bpfsys import ksyms
 from .btf import member_offset
 from .stream import RawStreamSource, arrow_cols
 
@@ -56,22 +57,12 @@ class PacketDropsSource(RawStreamSource):
         from nodetape.recorder.sources.bpf import env as bpf_env
 
         self.reason_names = parse_reason_names(bpf_env.tracepoint_format("skb", "kfree_skb"))
-        self._syms: dict[int, str] = {}
-
-    def _symbol(self, addr: int) -> str | None:
-        s = self._syms.get(addr)
-        if s is None:
-            try:
-                s = self.bpf.ksym(addr, show_offset=True).decode(errors="replace")
-            except Exception:  # bcc raises on unknown addresses in some versions
-                s = None
-            self._syms[addr] = s
-        return s
 
     def decode(self, r: np.ndarray) -> Batches:
         locs = r["location"]
         uniq, inv = np.unique(locs, return_inverse=True)
-        names = np.array([self._symbol(a) for a in uniq.tolist()], dtype=object)
+        syms = ksyms(uniq.tolist(), show_offset=True)  # one pass over kallsyms for new addresses, then cached
+        names = np.array([syms[a].decode(errors="replace") for a in uniq.tolist()], dtype=object)
         rnames = self.reason_names
         ur, rinv = np.unique(r["reason"], return_inverse=True)
         reasons = np.array([rnames.get(x) for x in ur.tolist()], dtype=object)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import platform
 import re
@@ -37,6 +38,36 @@ SRC_ROOT = Path("/usr/src")
 
 # The dirs searched by the finder; tests replace this to simulate "no bcc".
 bcc_search_dirs: list[str] = list(BCC_DIRS)
+
+
+def find_bcc() -> tuple[str, str | None]:
+    """(folder holding the `bcc` package, its version) without importing it: the recorder
+    never loads libbcc (loader.py compiles in a child), so this is what it checks."""
+    mod = sys.modules.get("bcc")
+    if mod is not None and hasattr(mod, "BPF"):
+        return os.path.dirname(os.path.dirname(mod.__file__)), getattr(mod, "__version__", None)
+    folder = None
+    try:
+        spec = importlib.util.find_spec("bcc")
+    except (ImportError, ValueError):
+        spec = None
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        if os.path.isfile(os.path.join(loc, "libbcc.py")):  # not the unrelated PyPI package
+            folder = os.path.dirname(loc)
+            break
+    folder = folder or bcc_folder(bcc_search_dirs)
+    if folder is None:
+        raise SourceUnavailable(BCC_HINT)
+    return folder, _bcc_version(folder)
+
+
+def _bcc_version(folder: str) -> str | None:
+    try:
+        text = Path(folder, "bcc", "version.py").read_text()
+    except OSError:
+        return None
+    m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
+    return m[1] if m else None
 
 
 def import_bcc():
@@ -262,7 +293,7 @@ def check_privileges() -> None:
 def probe_bpf() -> None:
     """Raise SourceUnavailable with the first precise reason eBPF sources cannot run."""
     check_privileges()
-    import_bcc()
+    find_bcc()
     tracefs_path()
     ensure_headers()
 
@@ -271,9 +302,8 @@ def bpf_environment() -> dict:
     """What the eBPF sources run on, for the manifest; never raises."""
     env: dict = {"kernel": os.uname().release}
     try:
-        bcc = import_bcc()
-        env["bcc_version"] = getattr(bcc, "__version__", None)
-        env["bcc_path"] = os.path.dirname(bcc.__file__)
+        folder, env["bcc_version"] = find_bcc()
+        env["bcc_path"] = os.path.join(folder, "bcc")
     except SourceUnavailable as e:
         env["bcc_version"], env["bcc_error"] = None, e.reason
     for p in (TRACEFS, DEBUGFS_TRACING):

@@ -28,7 +28,7 @@ import struct
 from nodetape.recorder.source import Batches, RecordContext, SourceUnavailable
 from nodetape.recorder.sources.bpf import BpfSource
 from nodetape.recorder.sources.bpf import env as bpf_env
-from nodetape.recorder.sources.bpf.btf import VMLINUX, vmlinux_btf
+from nodetape.recorder.sources.bpf.btf import VMLINUX, forget, vmlinux_btf
 
 FUNC = "throttle_cfs_rq"
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"
@@ -84,6 +84,7 @@ def fentry_check() -> str:
     if btf is None:
         return f"fentry: no kernel BTF ({VMLINUX}; CONFIG_DEBUG_INFO_BTF)"
     btf_id = btf.func_id(FUNC)
+    forget()  # the id is all we need: not the parsed BTF for the life of the recorder
     if btf_id is None:
         return f"fentry: {FUNC} is not in the kernel's BTF"
     err, log = fentry_load(btf_id)
