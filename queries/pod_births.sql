@@ -153,19 +153,42 @@ idt AS (
     SELECT i.host, i.pod_uid, i.ckey, i.cgroup_id, e.t0
     FROM ids i JOIN ent e USING (host, pod_uid, ckey)
 ),
+-- the first interval per id as one aggregation over the table (no join): exact wherever every
+-- counted interval of the id ends at or after the entity's creation (t0), the usual case; ids
+-- with an interval ending before it are worked out row by row (normally none)
+sc_x AS (
+    SELECT host, cgroup_id, min(t0) AS t0 FROM idt GROUP BY ALL
+),
+sc_agg AS (
+    SELECT host, cgroup_id, min(interval_start_ns) AS first_start, min(interval_end_ns) AS min_end
+    FROM syscall_counts WHERE count > 0
+    GROUP BY host, cgroup_id
+),
 sc_first AS (
+    SELECT a.host, a.cgroup_id, a.first_start
+    FROM sc_agg a JOIN sc_x x ON a.host = x.host AND a.cgroup_id = x.cgroup_id
+    WHERE a.min_end >= x.t0
+    UNION ALL
     SELECT s.host, s.cgroup_id, min(s.interval_start_ns) AS first_start
     FROM syscall_counts s
-    JOIN (SELECT host, cgroup_id, min(t0) AS t0 FROM idt GROUP BY ALL) x
+    JOIN (SELECT x.host, x.cgroup_id, x.t0 FROM sc_x x JOIN sc_agg a ON a.host = x.host AND a.cgroup_id = x.cgroup_id
+          WHERE a.min_end < x.t0) x
       ON s.host = x.host AND s.cgroup_id = x.cgroup_id
     WHERE s.count > 0 AND s.interval_end_ns >= x.t0
     GROUP BY s.host, s.cgroup_id
+),
+-- the whole-second buckets each first second overlaps (two): the join below matches on them, so
+-- only rows near the first second reach its range test
+sc_win AS (
+    SELECT host, cgroup_id, first_start, first_start // 1000000000 AS b FROM sc_first
+    UNION ALL
+    SELECT host, cgroup_id, first_start, first_start // 1000000000 + 1 AS b FROM sc_first
 ),
 sc_sec AS (
     SELECT s.host, s.cgroup_id, s.syscall_nr, coalesce(any_value(s.syscall_name), '#' || s.syscall_nr) AS name,
            sum(s.count)::BIGINT AS n
     FROM syscall_counts s
-    JOIN sc_first f ON s.host = f.host AND s.cgroup_id = f.cgroup_id
+    JOIN sc_win f ON s.host = f.host AND s.cgroup_id = f.cgroup_id AND s.interval_start_ns // 1000000000 = f.b
     WHERE s.count > 0 AND s.interval_start_ns >= f.first_start AND s.interval_start_ns < f.first_start + 1000000000
     GROUP BY s.host, s.cgroup_id, s.syscall_nr
 ),

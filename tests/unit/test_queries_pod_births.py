@@ -47,7 +47,7 @@ def _common_events(with_ebpf: bool):
     return t0, rows
 
 
-def _tape(tmp_path, with_ebpf: bool):
+def _tape(tmp_path, with_ebpf: bool, syscalls: dict | None = None):
     t0, ev = _common_events(with_ebpf)
     procs = {  # a /proc scan found pid 4242 running sleep after the exec
         "ts_ns": [t0 + 300 * MS, t0 + 310 * MS],
@@ -77,6 +77,8 @@ def _tape(tmp_path, with_ebpf: bool):
             "syscall_name": ["read", "clone", "mmap", "read", "read", "read"],
             "count": [100, 3, 20, 7, 999, 1],
         }
+    if syscalls is not None:
+        tables["syscall_counts"] = syscalls
     return write_tape(tmp_path / "tape", tables)
 
 
@@ -109,6 +111,21 @@ def test_ebpf_cascade_in_order_with_offsets_from_earliest_creation(tmp_path):
     assert by["populated"]["offset_ms"] == 42.0
     assert all(r["cgroup_path"] == C_PATH for r in cont)
     assert all(r["host"] == "node-a" for r in rows)
+
+
+def test_first_syscalls_skip_intervals_that_ended_before_the_cgroup_and_span_whole_seconds(tmp_path):
+    """An interval of the id that ended before the cgroup was created (a reused id) is not its first;
+    the first second here starts mid-second (500 ms intervals), so it spans two whole seconds."""
+    t0 = 10 * S
+    starts = [t0 - 2 * S, t0 + 700 * MS, t0 + 1200 * MS, t0 + 1700 * MS]
+    rows = _stages(_tape(tmp_path, with_ebpf=True, syscalls={
+        "interval_start_ns": starts, "interval_end_ns": [t + 500 * MS for t in starts],
+        "cgroup_id": [UNIFIED_ID] * 4, "syscall_nr": [0, 0, 56, 0],
+        "syscall_name": ["read", "read", "clone", "read"], "count": [50, 10, 2, 5],
+    }))
+    first = [r for r in rows if r["container_id"] == CID and r["stage"] == "first_syscalls"]
+    assert [r["detail"] for r in first] == ["12 syscalls in the first second (2 clone/fork); top: read 10, clone 2 via ebpf"]
+    assert first[0]["offset_ms"] == 652.0  # from the eBPF creation at t0 + 48 ms
 
 
 def test_falls_back_to_inotify_and_proc_rows(tmp_path):
