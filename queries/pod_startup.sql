@@ -22,7 +22,9 @@
 WITH
 -- ident, ev: every cgroup event with its pod and container key (queries/_pod_entities.sql)
 -- include: pod_entities
--- created ... network: each entity's stages up to CNI (queries/_pod_stages.sql)
+-- created, ent, ids, paths, procs, exec: each entity, its processes, its first exec (queries/_pod_procs.sql)
+-- include: pod_procs
+-- cn ... network: the sandbox and its network (queries/_pod_stages.sql)
 -- include: pod_stages
 pod AS (
     SELECT host, pod_uid, min(t0) AS t_pod FROM ent GROUP BY ALL

@@ -19,7 +19,9 @@
 WITH
 -- ident, ev: every cgroup event with its pod and container key (queries/_pod_entities.sql)
 -- include: pod_entities
--- created ... network: each entity's stages up to CNI (queries/_pod_stages.sql)
+-- created, ent, ids, paths, procs, exec: each entity, its processes, its first exec (queries/_pod_procs.sql)
+-- include: pod_procs
+-- cn ... network: the sandbox and its network (queries/_pod_stages.sql)
 -- include: pod_stages
 attach AS (
     SELECT v.host, v.pod_uid, v.ckey, v.ts_ns, v.ts
