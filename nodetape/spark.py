@@ -228,6 +228,14 @@ def _rewrite(node):
         # DuckDB's list[-1] is the last element (sqlglot holds it 0-based, as -2); Spark: element_at(list, -1)
         n = int(node.expressions[0].this.this) - 1
         return exp.Anonymous(this="try_element_at", expressions=[node.this.copy(), exp.Literal.number(-n)])
+    if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and not isinstance(node.expressions[0], exp.Literal) \
+            and not isinstance(node.expressions[0], exp.Neg):
+        # DuckDB's list[i] counts from 1 and sqlglot moves only literal indexes: element_at counts from 1 too
+        # (a replaced node's children are not visited again: rewrite them here)
+        idx = exp.Cast(this=node.expressions[0].transform(_rewrite), to=exp.DataType.build("INT"))
+        return exp.Anonymous(this="element_at", expressions=[node.this.transform(_rewrite), idx])
+    if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
+        return _ordered_list(node)
     if isinstance(node, exp.Length):
         # DuckDB's len/length are BIGINT, Spark's INT; len of a list is Spark's size
         fn = "size" if isinstance(node.this, exp.Split) else "length"
@@ -283,26 +291,48 @@ def _string_agg(node, where=None):
     import sqlglot
     from sqlglot import exp
 
-    this = node.this
-    order = []
-    if isinstance(this, exp.Order):
-        order = [(o.this, bool(o.args.get("desc"))) for o in this.expressions]
-        this = this.this
+    order, this = _order_of(node.this)
     distinct = isinstance(this, exp.Distinct)
     value = this.expressions[0] if distinct else this
     sep = node.args.get("separator") or exp.Literal.string(",")
+    agg, sorted_ = _sorted_collect(order, value, skip_null=True, distinct=distinct, where=where)
+    text = (f"CASE WHEN size({agg}) = 0 THEN NULL ELSE array_join(transform({sorted_}, e -> CAST(e.v AS STRING)), "
+            f"{sep.sql('spark')}) END")
+    return sqlglot.parse_one(text, read="spark")
+
+
+def _ordered_list(node):
+    """DuckDB `list(x ORDER BY k...)` in Spark terms: collect_list keeps no order (and drops NULLs,
+    which DuckDB keeps), so collect (keys, x) structs, sort them on the keys, keep the x."""
+    import sqlglot
+
+    order, value = _order_of(node.this)
+    _, sorted_ = _sorted_collect(order, value, skip_null=False)
+    return sqlglot.parse_one(f"transform({sorted_}, e -> e.v)", read="spark")
+
+
+def _order_of(this):
+    from sqlglot import exp
+
+    if isinstance(this, exp.Order):
+        return [(o.this, bool(o.args.get("desc"))) for o in this.expressions], this.this
+    return [], this
+
+
+def _sorted_collect(order, value, *, skip_null: bool, distinct: bool = False, where=None) -> tuple[str, str]:
+    """(the collect aggregate, that array sorted on the `order` keys) as Spark SQL text; each item is
+    a struct of the keys k0.. and the value v (no keys: sorted on v)."""
     fields = [f"{k.sql('spark')} AS k{i}" for i, (k, _) in enumerate(order)] + [f"{value.sql('spark')} AS v"]
-    item = f"CASE WHEN ({value.sql('spark')}) IS NOT NULL THEN named_struct({', '.join(_named(f) for f in fields)}) END"
+    item = f"named_struct({', '.join(_named(f) for f in fields)})"
+    if skip_null:
+        item = f"CASE WHEN ({value.sql('spark')}) IS NOT NULL THEN {item} END"
     agg = f"{'collect_set' if distinct else 'collect_list'}({item})"
     if where is not None:
         agg += f" FILTER (WHERE {where.sql('spark')})"
     cmp = " ".join(f"WHEN l.k{i} < r.k{i} THEN {1 if d else -1} WHEN l.k{i} > r.k{i} THEN {-1 if d else 1}"
                    for i, (_, d) in enumerate(order))
     cmp += " WHEN l.v < r.v THEN -1 WHEN l.v > r.v THEN 1" if not order else ""
-    sorted_ = f"array_sort({agg}, (l, r) -> CASE {cmp} ELSE 0 END)"
-    text = (f"CASE WHEN size({agg}) = 0 THEN NULL ELSE array_join(transform({sorted_}, e -> CAST(e.v AS STRING)), "
-            f"{sep.sql('spark')}) END")
-    return sqlglot.parse_one(text, read="spark")
+    return agg, f"array_sort({agg}, (l, r) -> CASE {cmp} ELSE 0 END)"
 
 
 def _named(field: str) -> str:
