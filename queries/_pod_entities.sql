@@ -15,7 +15,10 @@ ident AS (
     WHERE pod_uid IS NOT NULL
       AND cgroup_path IN (SELECT cgroup_path FROM cgroup_events WHERE pod_uid IS NULL)
 ),
-ev AS (
+-- not materialized: each consumer scans cgroup_events again with its own filters (kind, hierarchy)
+-- pushed into the scan; kept whole (~0.7 GB of strings at 100M rows) it set pod_births' peak RSS
+-- (2.3 GB -> 1.7 GB, same CPU time)
+ev AS NOT MATERIALIZED (
     SELECT host, ts_ns, ts, seq, source, kind, hierarchy, cgroup_path, cgroup_id, pid, comm,
            pod_uid, coalesce(container_id, '') AS ckey
     FROM cgroup_events WHERE pod_uid IS NOT NULL

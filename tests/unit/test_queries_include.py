@@ -22,7 +22,7 @@ def test_files_starting_with_an_underscore_are_not_named_queries():
 def test_the_pod_queries_get_the_shared_ctes_once(name):
     sql = get(name).sql
     assert "-- include:" not in sql
-    assert sql.count("ident AS (") == 1 and sql.count("\nev AS (") == 1, name
+    assert sql.count("ident AS (") == 1 and sql.count("\nev AS NOT MATERIALIZED (") == 1, name
 
 
 def test_the_shared_text_lives_in_one_file_only():
