@@ -1,4 +1,4 @@
--- Shared CTEs of pod_startup and pod_stuck: not a named query (its name starts
+-- Shared CTEs of pod_births, pod_startup and pod_stuck: not a named query (its name starts
 -- with '_'); a query's line `-- include: pod_stages` is replaced by this text
 -- (below this comment). It follows `-- include: pod_entities` and `-- include: pod_procs`.
 --

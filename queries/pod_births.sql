@@ -183,38 +183,13 @@ stages AS (
 pod_order AS (
     SELECT host, pod_uid, min(t0) AS pod_t0 FROM ent GROUP BY ALL
 ),
--- names from the runtime source: per container id, and per pod through any of its containers
-cn AS (
-    SELECT host, container_id AS ckey, any_value(container_type) AS container_type,
-           any_value(container_name) AS container_name
-    FROM containers GROUP BY ALL
-),
+-- cn/sb/veth_pod/network: container names, the sandbox's birth, network_ready (queries/_pod_stages.sql)
+-- include: pod_stages
+-- pod names, per pod through any of its containers
 pn AS (
     SELECT e.host, e.pod_uid, any_value(c.pod_name) AS pod_name, any_value(c.pod_namespace) AS pod_namespace
     FROM ent e JOIN containers c ON c.host = e.host AND c.container_id = e.ckey
     GROUP BY ALL
-),
--- network_ready: each pod's sandbox cgroup birth (the runtime's sandbox, else the pod's first
--- container), and the host-side veths added nearest to it, each veth given to one pod
-sb AS (
-    SELECT e.host, e.pod_uid, coalesce(min(e.t0) FILTER (WHERE c.container_type = 'sandbox'), min(e.t0)) AS t_sb
-    FROM ent e LEFT JOIN cn c ON c.host = e.host AND c.ckey = e.ckey
-    WHERE e.ckey <> ''
-    GROUP BY ALL
-),
-veth_pod AS (
-    SELECT s.host, s.pod_uid, v.ts_ns, v.ts, v.ifname, abs(v.ts_ns - s.t_sb) AS d
-    FROM sb s
-    JOIN net_interfaces v ON v.host = s.host AND abs(v.ts_ns - s.t_sb) <= 10000000000
-    WHERE v.event = 'added' AND (v.ifname LIKE 'veth%' OR v.ifname LIKE 'cali%' OR v.ifname LIKE 'lxc%')
-    QUALIFY row_number() OVER (PARTITION BY v.host, v.ifname, v.ts_ns ORDER BY abs(v.ts_ns - s.t_sb), s.pod_uid) = 1
-),
-network AS (
-    SELECT host, pod_uid, '' AS ckey, 'network_ready' AS stage,
-           arg_min(ts_ns, (d, ifname)) AS ts_ns, arg_min(ts, (d, ifname)) AS ts,
-           arg_min('host side ' || ifname || ' of the pod''s veth pair appeared (CNI done; nearest to the sandbox''s '
-                   || 'cgroup in time) via net', (d, ifname)) AS detail
-    FROM veth_pod GROUP BY ALL
 ),
 all_stages AS (
     SELECT * FROM stages
