@@ -74,6 +74,24 @@ def test_unsigned_64_bit_ids_survive_spark(tmp_path, capsys, store):
     assert str(2**64 - 1) in duck and duck.count("\n") == 5
 
 
+def test_ordered_lists_and_computed_indexes_agree_on_spark(tmp_path, capsys, store):
+    """`list(x ORDER BY k)` keeps its order and its NULLs, and `list[expr]` counts from 1, on both engines."""
+    from golden.tapes import S, write_tape
+
+    write_tape(tmp_path / "t", {
+        "cgroup_samples": {"ts_ns": [i * S for i in range(4)], "hierarchy": ["unified"] * 4,
+                           "cgroup_path": ["/c", "/a", "/d", "/b"], "cgroup_id": [3, 1, 4, 2],
+                           "pod_uid": ["p3", None, "p4", "p2"]},
+    })
+    sql = ("SELECT (SELECT list(cgroup_path ORDER BY cgroup_id DESC) FROM cgroup_samples)[w.i] AS path, "
+           "(SELECT list(pod_uid ORDER BY cgroup_id) FROM cgroup_samples)[w.i] AS pod, w.i "
+           "FROM (SELECT CAST(cgroup_id AS BIGINT) AS i FROM cgroup_samples ORDER BY i) w")
+    duck = _out(capsys, ["sql", str(tmp_path / "t"), sql, "--format", "csv"])
+    spark = _out(capsys, ["sql", str(tmp_path / "t"), sql, "--format", "csv", "--engine", "spark"])
+    assert spark == duck
+    assert duck.splitlines()[1:] == ["/d,,1", "/c,p2,2", "/b,p3,3", "/a,p4,4"]
+
+
 @pytest.fixture(scope="module")
 def compacted_store(store, tmp_path_factory):
     """The fixture tapes pushed (one more time under a second host) and compacted (`nodetape compact`)."""
