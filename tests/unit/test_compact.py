@@ -124,7 +124,7 @@ def _simulate(flush_s: float, retain_s: float, seconds: float, delay_flushes: in
 def test_a_15_minute_window_at_2s_flushes_holds_at_most_16_parts(delay):
     # retention and merges as the recorder runs them: a batch of merges is planned at a flush
     # and installed at the next (delay 1, the usual: a batch takes tens of ms) or the one after.
-    # Slower still, parts wait: 18 at 3 flushes, 21 at 4 (docs/compaction.md)
+    # Slower still, parts wait: 17 at 3 flushes, 20 at 4 (docs/compaction.md)
     assert _simulate(2.0, 900, 3600, delay) <= 16
 
 
