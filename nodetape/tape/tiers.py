@@ -63,6 +63,8 @@ def _cascade(parts: list[PartInfo], i: int, policy: Policy) -> list[PartInfo] | 
     """The run from `i` that fills the next tier exactly, e.g. units [3, 3, 1, 1, 1] -> 9: what
     the same-tier rule reaches in two merges ([1, 1, 1] -> 3, then [3, 3, 3] -> 9), in one."""
     target = policy.fan_in ** (tier(units(parts[i]), policy.fan_in) + 1)
+    if target > policy.max_units:
+        return None  # a top-tier part: nothing to fill
     total, j = 0, i
     while j < len(parts) and total < target:
         if j > i and (units(parts[j]) > units(parts[j - 1]) or parts[j].index != parts[j - 1].end + 1):
