@@ -4,9 +4,10 @@ A recorder flushes every table every 2 s, so a 15-minute window holds ~450
 parts per table, and opening the tape reads ~450 footers per table. Compaction
 merges sealed parts in the background (issue 15).
 
-Policy (`Policy`, `plan`, pure): tiered by how many flushes a part holds, its
+Policy (`Policy`, `plan`, pure: tiers.py): tiered by how many flushes a part holds, its
 "units" (`part-AAAAAA-BBBBBB.parquet` holds B-A+1). `fan_in` (3) consecutive
-parts of the same tier (units 1, 3, 9, 27...) merge into one of the next, as
+parts of the same tier (units 1, 3, 9, 27...) merge into one of the next (a run
+that fills the next tier, e.g. [3, 3, 1, 1, 1], at once), as
 long as the result holds at most `max_units` flushes (a fifth of the retention
 window: a part retires whole when its newest row leaves the window, so the
 window overshoots by at most that, the rule Prometheus' TSDB follows with its
@@ -43,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -52,70 +54,17 @@ from nodetape.tape.fs import fsync_dir
 from nodetape.tape.partfile import LEAN_ROWS, blake2b_hex, parquet_options, part_schema
 from nodetape.tape.partfile import write_file as _write_file
 from nodetape.tape.retention import PartInfo
+from nodetape.tape.tiers import FAN_IN, Policy, plan, tier, units  # noqa: F401 - the policy, re-exported
 
-FAN_IN = 3
-# the newest row of a part decides its retirement: a part spans at most this share of the window
-WINDOW_SHARE = 5
-# without a window: parts of at most 10 minutes of flushes
-DEFAULT_MAX_SPAN_NS = 600_000_000_000
-# inputs of one merge, on disk (zstd Parquet; in memory they are a few times larger)
-MAX_INPUT_BYTES = 8 << 20
 # rows per row group of a compacted part: of 1K, 4K, 16K, 128K and 1M rows, 16K made the
 # fastest 10 s time-range query, a small footer and a 1 ms footer check (docs/compaction.md)
 ROW_GROUP_ROWS = 16384
 # a part of at most this many rows stays in memory until merged, so merging it reads no file
-# (an idle node's parts up to 9 flushes: 3 reads cost ~1.9 ms of CPU a merge)
-MEMO_ROWS = 64
-
-
-@dataclass(frozen=True)
-class Policy:
-    fan_in: int = FAN_IN
-    max_units: int = 81
-    max_bytes: int = MAX_INPUT_BYTES
-
-    @classmethod
-    def for_window(cls, flush_ns: int, retain_ns: int | None) -> Policy:
-        span = retain_ns // WINDOW_SHARE if retain_ns else DEFAULT_MAX_SPAN_NS
-        return cls(max_units=max(1, span // max(1, flush_ns)))
-
-
-def units(p: PartInfo) -> int:
-    """How many flushes a part holds."""
-    return p.end - p.index + 1
-
-
-def tier(n: int, fan_in: int) -> int:
-    """floor(log_fan_in(n)): 1 -> 0, 3 -> 1, 9 -> 2 for fan_in 3."""
-    t = 0
-    while n >= fan_in:
-        n //= fan_in
-        t += 1
-    return t
-
-
-def _mergeable(run: list[PartInfo], policy: Policy) -> bool:
-    if len({tier(units(p), policy.fan_in) for p in run}) != 1:
-        return False
-    if any(b.index != a.end + 1 for a, b in zip(run, run[1:])):
-        return False  # a range name claims every index between its ends
-    return (sum(units(p) for p in run) <= policy.max_units
-            and sum(p.bytes for p in run) <= policy.max_bytes)
-
-
-def plan(parts: list[PartInfo], policy: Policy) -> list[list[PartInfo]]:
-    """Groups of consecutive parts of one table to merge, oldest first, none sharing a part."""
-    groups: list[list[PartInfo]] = []
-    k = policy.fan_in
-    i = 0
-    while i + k <= len(parts):
-        run = parts[i:i + k]
-        if _mergeable(run, policy):
-            groups.append(run)
-            i += k
-        else:
-            i += 1
-    return groups
+# (an idle node's parts up to 81 flushes: a read cost 0.67 ms of CPU in a live recorder), as
+# long as all kept parts hold at most MEMO_BYTES (Arrow buffers); a merge takes its inputs from
+# memory only when its result is lean (partfile.LEAN_ROWS), where the bytes are the same
+MEMO_ROWS = 1024
+MEMO_BYTES = 4 << 20
 
 
 def _step(name: str) -> None:
@@ -141,15 +90,41 @@ def merged_table(paths: list[Path], time_column: str, memo: dict[str, pa.Table] 
     # ParquetFile.read, single-threaded: read_table's dataset layer and Arrow's thread pool cost
     # 2.9 ms of CPU for three tiny parts, this 1.9 ms (and no pool threads woken on an idle node)
     memo = memo or {}
-    tables = [memo[p.name].cast(want) if p.name in memo else _read(p, want) for p in paths]
+    tables = [_as(memo[p.name], want) if p.name in memo else _read(p, want) for p in paths]
     schema = tables[0].schema
     if any(t.schema != schema for t in tables[1:]):
         raise ValueError(f"parts of {paths[0].parent.name} differ in schema: not merged")
     t = pa.concat_tables(tables)
-    keys = [(c, "ascending") for c in (time_column, "seq") if c in t.column_names]
+    keys = [c for c in (time_column, "seq") if c in t.column_names]
+    if keys and t.num_rows <= LEAN_ROWS and in_order([t.column(k) for k in keys]):
+        # already sorted (an idle node's parts mostly are): one chunk per column, as take() leaves
+        # it; a lean result is the same bytes either way (tests/unit/test_compact.py)
+        return t.combine_chunks()
     if keys:
-        t = t.take(pc.sort_indices(t, sort_keys=keys))
+        t = t.take(pc.sort_indices(t, sort_keys=[(k, "ascending") for k in keys]))
     return t
+
+
+def _as(t: pa.Table, want: pa.Schema) -> pa.Table:
+    """A kept part's rows in the part schema: the writer keeps them so; a cast costs ~50 us."""
+    return t if t.schema.equals(want, check_metadata=True) else t.cast(want)
+
+
+def in_order(keys: list[pa.ChunkedArray]) -> bool:
+    """True if the rows are in ascending order of the key columns (the first, then the next on
+    ties; rows equal on every key count as in order: a stable sort leaves them so). NULLs or a
+    key numpy cannot order: False (the caller sorts)."""
+    if not keys or len(keys[0]) < 2:
+        return True
+    if any(k.null_count for k in keys):
+        return False
+    cols = [k.to_numpy() for k in keys]
+    if any(c.dtype.kind not in "iuf" for c in cols):
+        return False
+    ok = cols[-1][1:] >= cols[-1][:-1]
+    for c in reversed(cols[:-1]):
+        ok = (c[1:] > c[:-1]) | ((c[1:] == c[:-1]) & ok)
+    return bool(ok.all())
 
 
 def _read(path: Path, want: pa.Schema) -> pa.Table:
@@ -258,6 +233,7 @@ class Compactor:
         # (table, part name) -> rows of small live parts (MEMO_ROWS); only the writer's thread
         # touches it: a job carries its own inputs' rows
         self._memo: dict[tuple[str, str], pa.Table] = {}
+        self._memo_bytes: dict[tuple[str, str], int] = {}  # their Arrow buffers, bounded by MEMO_BYTES
         if writer.on_rows is None:
             writer.on_rows = self.remember
         self._thread = threading.Thread(target=self._run, name="nodetape-compact", daemon=True)
@@ -267,25 +243,39 @@ class Compactor:
     def remember(self, table: str, name: str, rows: pa.Table) -> None:
         """A part just written (writer.on_rows): kept in memory if small, until merged or retired."""
         if rows.num_rows <= MEMO_ROWS and self.policy.fan_in <= self.policy.max_units and not self.writer.manifest.disk_full:
-            self._memo[(table, name)] = rows
+            self._keep((table, name), rows)
+
+    def _keep(self, key: tuple[str, str], rows: pa.Table) -> None:
+        size = rows.get_total_buffer_size()
+        if sum(self._memo_bytes.values()) + size <= MEMO_BYTES:
+            self._memo[key], self._memo_bytes[key] = rows, size
+
+    def _forget(self, keys) -> None:
+        for k in list(keys):
+            self._memo.pop(k, None)
+            self._memo_bytes.pop(k, None)
+
+    def _kept(self, name: str, group: list[PartInfo]) -> dict[str, pa.Table]:
+        """The group's inputs kept in memory, if its result is lean (where memory or file give the
+        same bytes: no dictionary pages); else none (all read)."""
+        if sum(p.rows for p in group) > LEAN_ROWS:
+            return {}
+        return {p.name: self._memo[(name, p.name)] for p in group if (name, p.name) in self._memo}
 
     def schedule(self) -> int:
         """Plan merges over the ledger's parts and hand them to the thread (if it is idle); how many."""
         w = self.writer
         live = w.ledger.parts
         names = {(name, p.name) for name, parts in live.items() for p in parts}
-        for k in [k for k in self._memo if k not in names]:  # merged or retired
-            del self._memo[k]
+        self._forget([k for k in self._memo if k not in names])  # merged or retired
         if w.failed or w.degraded or w.manifest.disk_full:
-            self._memo.clear()
+            self._forget(list(self._memo))
             return 0  # on a full disk, space goes to new rows, not to copies
         if not self._idle.is_set() or self._job is not None:
             return 0  # one batch at a time
         groups = []
         for name, parts in live.items():
-            groups += [(g, table_of(name).time_column, {p.name: self._memo[(name, p.name)] for p in g
-                                                         if (name, p.name) in self._memo})
-                       for g in plan(parts, self.policy)]
+            groups += [(g, table_of(name).time_column, self._kept(name, g)) for g in plan(parts, self.policy)]
         if groups:
             self._job = _Job(groups)
             self._idle.clear()
@@ -300,13 +290,14 @@ class Compactor:
         ledger = self.writer.ledger
         placed = [m for m in job.done if place(ledger, m)]
         self.stats.dropped += len(job.done) - len(placed)
-        # one fsync per folder, before the manifest can name any of them
+        # each folder fsynced once, with the flush's new parts, before the manifest can name any of
+        # them (writer.sync_folders; the flush follows at once: recorder/loop.py)
         for folder in {m.final.parent for m in placed}:
-            fsync_dir(folder)
+            self.writer.defer_sync(folder)
         for m in placed:
             ledger.replace(m.inputs, m.info)
             if m.rows is not None and units(m.info) * self.policy.fan_in <= self.policy.max_units:
-                self._memo[(m.info.table, m.info.name)] = m.rows  # it can be merged again
+                self._keep((m.info.table, m.info.name), m.rows)  # it can be merged again
             self.stats.merges += 1
             self.stats.parts_in += len(m.inputs)
             self.stats.bytes_in += sum(p.bytes for p in m.inputs)

@@ -30,12 +30,13 @@ the encoded buffer before it is written, so it costs no extra read.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DIGEST_SIZE = 32
@@ -49,13 +50,31 @@ SNAPPY_ROWS = 64
 
 def parquet_options(schema: pa.Schema, lean: bool = False, rows: int | None = None) -> dict:
     """The writer's settings for a part of `schema`; `rows` (the part's) picks the codec."""
-    opts = _options(schema, lean, rows is not None and rows <= SNAPPY_ROWS)
+    tiny = rows is not None and rows <= SNAPPY_ROWS
+    opts = by_identity(_OPTIONS, schema, (lean, tiny), lambda: _options(schema, lean, tiny))
     return {**opts, "column_encoding": dict(opts["column_encoding"])}
 
 
-@functools.lru_cache(maxsize=256)
+def by_identity(cache: dict, obj, key, build):
+    """`build()`, cached by the identity of `obj` (and `key`). Hashing a pa.Schema walks every
+    field and its metadata (27 us for cgroup_samples' 18 columns), which an lru_cache did at
+    every part; a table's schema is one object (schemas/tables.py), so its id finds it. The
+    entry keeps `obj` alive, so its id cannot be reused while cached."""
+    hit = cache.get((id(obj), key))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    if len(cache) >= 512:
+        cache.clear()  # other schemas (tests, old parts): bounded
+    value = build()
+    cache[(id(obj), key)] = (obj, value)
+    return value
+
+
+_OPTIONS: dict = {}
+_PART_SCHEMAS: dict = {}
+
+
 def _options(schema: pa.Schema, lean: bool, tiny: bool) -> dict:
-    # cached: built per part at every flush otherwise
     delta_cols = [
         f.name
         for f in schema
@@ -75,15 +94,16 @@ def _options(schema: pa.Schema, lean: bool, tiny: bool) -> dict:
     return opts
 
 
-@functools.lru_cache(maxsize=None)
 def part_schema(schema: pa.Schema) -> pa.Schema:
     """The schema stored in a part: the table's, without per-column metadata (see above)."""
-    return pa.schema([f.remove_metadata() for f in schema], metadata=schema.metadata)
+    return by_identity(_PART_SCHEMAS, schema, None,
+                       lambda: pa.schema([f.remove_metadata() for f in schema], metadata=schema.metadata))
 
 
 def encode(table: pa.Table, schema: pa.Schema) -> pa.Buffer:
     """The part's bytes, in memory: the file on disk then comes from one write loop whose
-    ENOSPC is a plain OSError, and its size and checksum are known before writing."""
+    ENOSPC is a plain OSError, and its size and checksum are known before writing.
+    A table already in the part schema (the writer builds it so) is not cast: 50 us a part."""
     sink = pa.BufferOutputStream()
     want = part_schema(schema)
     if not table.schema.equals(want, check_metadata=True):  # == ignores the metadata to drop
@@ -91,6 +111,20 @@ def encode(table: pa.Table, schema: pa.Schema) -> pa.Buffer:
     n = table.num_rows
     pq.write_table(table, sink, **parquet_options(schema, n <= LEAN_ROWS, n))
     return sink.getvalue()
+
+
+def column_max(col: pa.ChunkedArray) -> int | None:
+    """The largest value of an integer column, None if it has none: numpy's max where a chunk
+    has no NULLs (pc.max's kernel dispatch cost more than the max itself on a flush's few rows)."""
+    best = None
+    for chunk in col.chunks:
+        if len(chunk) == 0:
+            continue
+        m = int(np.max(chunk.to_numpy())) if chunk.null_count == 0 else pc.max(chunk).as_py()
+        if m is not None and (best is None or m > best):
+            best = m
+    return best
+
 
 
 def blake2b_hex(data) -> str:

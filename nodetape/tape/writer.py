@@ -1,8 +1,9 @@
 """Write a tape: per-table Arrow buffers flushed into Parquet parts, plus the manifest.
 
 Crash safety (DESIGN.md principle 5): a part is encoded in memory, written under
-a hidden temporary name, fsynced, renamed to `part-NNNNNN.parquet` and its folder
-fsynced; only then does the manifest name it. A SIGKILL leaves at worst a stray
+a hidden temporary name, fsynced, renamed to `part-NNNNNN.parquet`, and its folder
+fsynced once the flush renamed every table's part (sealing.py: one fsync per
+folder per flush); only then does the manifest name it. A SIGKILL leaves at worst a stray
 temp file, which readers ignore, and loses at most the rows buffered since the
 last flush. A new tape is built under a hidden name beside OUT and renamed into
 place once its first manifest is on disk, so OUT never exists without one.
@@ -20,7 +21,7 @@ once per `min_early_flush_ns`; between two early flushes, rows of raw event
 tables (RAW_TABLES) that would grow the buffers further are dropped and counted
 ('backpressure'), so memory stays bounded whatever the event rate.
 
-Disk full (ENOSPC, EDQUOT), escalating: unlink retired parts still in their grace
+Disk full (ENOSPC, EDQUOT), escalating (diskfull.py): unlink retired parts still in their grace
 period; in flight-recorder mode retire the oldest parts at once; then stop
 writing raw tables (their rows are dropped and counted 'disk_full') and retry
 the sampled ones; then give up: drop the rest, free the reserve file (kept from
@@ -33,20 +34,19 @@ fail at once on a full disk. Each part's size, rows and BLAKE2b go into the mani
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from nodetape.core.clock import boottime_ns
-from nodetape.core.errors import NodetapeError
+from nodetape.tape.diskfull import _FULL, RAW_TABLES, DiskFull, DiskFullEscalation
 from nodetape.tape.format import FORMAT_VERSION, MANIFEST, Manifest
-from nodetape.tape.fs import atomic_write_json, create_tape_folder, fsync_dir, reserve_space
-from nodetape.tape.partfile import blake2b_hex, encode, write_file as _write_file
+from nodetape.tape.fs import atomic_write_json, create_tape_folder, reserve_space
+from nodetape.tape.partfile import blake2b_hex, column_max, encode, part_schema, write_file as _write_file
+from nodetape.tape.sealing import Sealer
 from nodetape.tape.retention import PartInfo, PartLedger, part_name
 from nodetape.tape.snapshot import write_snapshot
 from nodetape.schemas import schema as schema_of
@@ -63,25 +63,12 @@ DEFAULT_MAX_TOTAL_BYTES = 64 << 20
 RESERVE_BYTES = 256 << 10
 RESERVE = ".reserve"
 
-# High-volume event streams: dropped first under back-pressure and on a full disk.
-# Sampled tables (cgroup_samples, psi_*, recorder_stats, ...) and lifecycle events
-# are small and bounded by the sampling interval, and are what an incident needs most.
-RAW_TABLES = frozenset({"file_opens", "processes", "namespaces", "packet_drops", "syscall_counts", "syscall_latency"})
-
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class DiskFull(NodetapeError):
-    """The tape's filesystem is full and the recorder cannot go on (exit 1: not bad input)."""
-
-    exit_code = 1
-
-
 @dataclass
 class _TableBuffer:
     name: str
     schema: pa.Schema
     time_column: str
+    part_schema: pa.Schema  # the schema a part stores (partfile.py): its table is built in it, no cast
     batches: list[pa.RecordBatch] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0
@@ -89,7 +76,7 @@ class _TableBuffer:
     next_seq: int = 0
 
 
-class TapeWriter:
+class TapeWriter(DiskFullEscalation):
     """Buffers batches per table and writes them as Parquet parts. Not thread-safe: the recorder loop owns it."""
 
     on_sealed = None  # callable(table, path) run once a part is renamed into place (store/pusher.py)
@@ -125,6 +112,7 @@ class TapeWriter:
         # the clock of the rows (retention compares it with their ts_ns)
         self._boot_clock = boot_clock
         self._buffers: dict[str, _TableBuffer] = {}
+        self._sealer = Sealer(self.path)  # one folder fsync per folder per flush (sealing.py)
         self._buffered = 0
         self._last_flush = self._last_early = clock()
         # table -> reason -> rows dropped by the writer itself
@@ -161,7 +149,8 @@ class TapeWriter:
     def _buffer(self, table: str) -> _TableBuffer:
         buf = self._buffers.get(table)
         if buf is None:
-            buf = self._buffers[table] = _TableBuffer(table, schema_of(table), table_of(table).time_column)
+            s = schema_of(table)
+            buf = self._buffers[table] = _TableBuffer(table, s, table_of(table).time_column, part_schema(s))
         return buf
 
     def _drop(self, table: str, rows: int, reason: str) -> None:
@@ -206,6 +195,7 @@ class TapeWriter:
             self._buffered += b.nbytes
         if buf.nbytes >= self.max_buffer_bytes:
             self._flush_table_safe(buf)
+            self.sync_folders()
             self.write_manifest()
         elif self._buffered >= self.max_total_bytes and self._early_flush_allowed():
             self.early_flushes += 1
@@ -229,6 +219,7 @@ class TapeWriter:
         for buf in sorted(self._buffers.values(), key=lambda b: b.name in RAW_TABLES):
             if buf.rows:
                 self._flush_table_safe(buf)
+        self.sync_folders()
         if scheduled:
             self._last_flush = self._clock()
         if not self.offline:
@@ -256,75 +247,29 @@ class TapeWriter:
         self._fatal(f"still full after freeing space (table {buf.name})")
 
     def _flush_table(self, buf: _TableBuffer) -> None:
-        table = pa.Table.from_batches(buf.batches, schema=buf.schema)
-        folder = self.path / buf.name
-        if not folder.exists():
-            folder.mkdir(mode=0o700)
-            fsync_dir(self.path)
+        # the batches' schema differs from the part's in field metadata only: no cast
+        table = pa.Table.from_batches(buf.batches, schema=buf.part_schema)
         data = encode(table, buf.schema)
-        name = part_name(buf.next_part)
-        tmp = folder / f".{name}.tmp"
-        _write_file(tmp, data)
-        os.replace(tmp, folder / name)
-        fsync_dir(folder)
-        if self.on_sealed is not None:
-            self.on_sealed(buf.name, folder / name)
-        if self.on_rows is not None:
-            self.on_rows(buf.name, name, table)
-        max_ns = pc.max(table.column(buf.time_column)).as_py() if buf.time_column in table.column_names else None
+        self._sealer.seal(buf.name, part_name(buf.next_part), data, table, _write_file)
+        max_ns = column_max(table.column(buf.time_column)) if buf.time_column in table.column_names else None
         self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock(),
                                  blake2b_hex(data)))
         buf.next_part += 1
         self._clear(buf)
 
-    # -- disk full ----------------------------------------------------------------
-    def _make_room(self, buf: _TableBuffer | None) -> str:
-        """One step of the disk-full escalation (see the module doc).
+    def defer_sync(self, folder: Path) -> None:
+        """A rename in `folder` (a merged part, compact.py) that the next sync_folders makes durable."""
+        self._sealer.renamed_in(folder)
 
-        Returns 'retry' when space may have been freed, 'degraded' when raw tables
-        were just given up; raises DiskFull at the end.
-        """
-        if self.offline:
-            self._fatal("an offline copy drops no rows")
-        if self.ledger.pending:
-            # the manifest already dropped them: skip their grace period
-            self.ledger.unlink_pending(force=True)
-            return "retry"
-        if self.ledger.bounded and self.ledger.oldest() is not None:
-            # flight-recorder mode: the oldest rows are the ones to lose; free about
-            # what the part needs (a part is smaller than its Arrow buffer)
-            n = self.ledger.evict((buf.nbytes // 2 if buf is not None else 0) + (64 << 10))
-            d = self.manifest.note_disk_full(self._boot_clock(), action="retired the oldest parts early to make room")
-            d["evicted_parts"] = d.get("evicted_parts", 0) + n
-            # manifest first, then the files; if even the manifest cannot be written
-            # the files go anyway (readers skip parts that vanished)
-            self._try_write_manifest()
-            self.ledger.unlink_pending(force=True)
-            return "retry"
-        if not self.degraded:
-            self.degraded = True
-            for b in self._buffers.values():
-                if b.name in RAW_TABLES and b.rows:
-                    self._drop(b.name, b.rows, "disk_full")
-                    self._clear(b)
-            self.manifest.note_disk_full(
-                self._boot_clock(), action="stopped writing raw event tables (" + ", ".join(sorted(RAW_TABLES)) + ")")
-            return "degraded"
-        self._fatal("no space left after dropping raw event tables")
-        return "fatal"  # not reached
-
-    def _fatal(self, why: str) -> None:
-        self.failed = True
-        for b in self._buffers.values():
-            if b.rows:
-                self._drop(b.name, b.rows, "disk_full")
-                self._clear(b)
-        self._release_reserve()
-        self.manifest.note_disk_full(boottime_ns(), fatal=True, reason=why)
-        self.manifest.stop_reason = f"disk full: {why}"
-        self.manifest.writer = self.stats_json()
-        self._try_write_manifest()
-        raise DiskFull(f"disk full writing {self.path}: {why}; the tape is valid up to its last flush")
+    def sync_folders(self) -> None:
+        """The renames since the last call made durable (sealing.py), then the parts sealed since
+        announced (on_sealed, on_rows). Before any manifest rewrite: it never names a part whose
+        rename a crash could undo."""
+        for table, path, rows in self._sealer.sync():
+            if self.on_sealed is not None:
+                self.on_sealed(table, path)
+            if self.on_rows is not None:
+                self.on_rows(table, path.name, rows)
 
     # -- manifest ---------------------------------------------------------------
     def stats_json(self) -> dict:
@@ -334,6 +279,7 @@ class TapeWriter:
 
     def _try_write_manifest(self) -> bool:
         try:
+            self.sync_folders()
             atomic_write_json(self.path / MANIFEST, self.manifest.to_dict())
             self.manifest_stale = False
             return True
@@ -344,6 +290,7 @@ class TapeWriter:
     def _write_manifest_or_fail(self) -> None:
         for _ in range(8):
             try:
+                self.sync_folders()
                 atomic_write_json(self.path / MANIFEST, self.manifest.to_dict())
                 self.manifest_stale = False
                 return
@@ -397,3 +344,4 @@ class TapeWriter:
             self._try_write_manifest()
         else:
             self._write_manifest_or_fail()
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
 import pytest
 
 from nodetape import schemas
@@ -55,11 +56,30 @@ def test_tiers():
 
 def test_plan_merges_fan_in_consecutive_parts_of_one_tier():
     pol = Policy(fan_in=3, max_units=81)
+    parts = [P(0, 8), P(9, 11), P(12, 14), P(15, 17), P(18), P(19)]
+    assert [[p.index for p in g] for g in plan(parts, pol)] == [[9, 12, 15]]
+    parts = [P(0, 2), P(3), P(4), P(5), P(6), P(7)]
+    assert [[p.index for p in g] for g in plan(parts, pol)] == [[3, 4, 5]]
+
+
+def test_plan_merges_a_run_that_fills_the_next_tier_at_once():
+    pol = Policy(fan_in=3, max_units=81)
+    # [3, 3, 1, 1, 1]: one merge into 9 units, not [1, 1, 1] -> 3 and then [3, 3, 3] -> 9
     parts = [P(0, 8), P(9, 11), P(12, 14), P(15), P(16), P(17), P(18), P(19)]
     groups = plan(parts, pol)
-    assert [[p.name for p in g] for g in groups] == [[part_name(15), part_name(16), part_name(17)]]
-    parts = [P(0, 8), P(9, 11), P(12, 14), P(15, 17)]
-    assert [[p.index for p in g] for g in plan(parts, pol)] == [[9, 12, 15]]
+    assert [[p.name for p in g] for g in groups] == [
+        [part_name(9, 11), part_name(12, 14), part_name(15), part_name(16), part_name(17)]]
+    # every tier below waiting: [27, 27, 9, 9, 3, 3, 1, 1, 1] -> 81
+    parts = [P(0, 26), P(27, 53), P(54, 62), P(63, 71), P(72, 74), P(75, 77), P(78), P(79), P(80)]
+    assert [len(g) for g in plan(parts, pol)] == [9]
+    # 81 units is too many: the run from the 9s ([9, 9, 3, 3, 1, 1, 1] -> 27)
+    assert [[p.index for p in g] for g in plan(parts, Policy(fan_in=3, max_units=80))] == [[54, 63, 72, 75, 78, 79, 80]]
+    # newer parts are never larger, and a gap stops the run
+    assert plan([P(0), P(1, 3), P(4), P(5)], pol) == []
+    assert [[p.index for p in g] for g in plan([P(0, 2), P(3, 5), P(7), P(8), P(9)], pol)] == [[7, 8, 9]]
+    # too many bytes for one merge: the same-tier rule alone
+    big = [P(0, 2, nbytes=4000), P(3, 5, nbytes=4000), P(6), P(7), P(8)]
+    assert [[p.index for p in g] for g in plan(big, Policy(max_bytes=8500))] == [[6, 7, 8]]
 
 
 def test_plan_respects_span_bytes_and_gaps():
@@ -104,7 +124,7 @@ def _simulate(flush_s: float, retain_s: float, seconds: float, delay_flushes: in
 def test_a_15_minute_window_at_2s_flushes_holds_at_most_16_parts(delay):
     # retention and merges as the recorder runs them: a batch of merges is planned at a flush
     # and installed at the next (delay 1, the usual: a batch takes tens of ms) or the one after.
-    # Slower still, parts wait: 18 at 3 flushes, 21 at 4 (docs/compaction.md)
+    # Slower still, parts wait: 17 at 3 flushes, 20 at 4 (docs/compaction.md)
     assert _simulate(2.0, 900, 3600, delay) <= 16
 
 
@@ -291,3 +311,62 @@ def test_the_recorder_compacts_at_its_flushes(tmp_path):
     con = connect(open_tapes([tape]))
     n, d = con.execute("SELECT count(*), count(DISTINCT (ts_ns, source)) FROM recorder_stats").fetchone()
     assert n == d and n == m.tables["recorder_stats"].rows
+
+
+# -- cheaper merges: what they skip -------------------------------------------------
+
+def test_in_order_on_literal_keys():
+    from nodetape.tape.compact import in_order
+
+    def ca(*chunks):
+        return pa.chunked_array([pa.array(c, type=pa.int64()) for c in chunks])
+
+    assert in_order([ca([1, 2], [2, 5])]) and in_order([ca([])]) and in_order([ca([7])])
+    assert not in_order([ca([1, 3], [2])])
+    # ties on the first key: the second decides; equal on both: in order (a stable sort keeps them)
+    assert in_order([ca([1, 1, 2]), ca([4, 5, 0])]) and in_order([ca([1, 1]), ca([3, 3])])
+    assert not in_order([ca([1, 1, 2]), ca([5, 4, 0])])
+    assert not in_order([pa.chunked_array([pa.array([1, None, 3])])])  # NULLs: the caller sorts
+    assert not in_order([pa.chunked_array([pa.array(["a", "b"])])])  # not a number: the caller sorts
+
+
+def test_a_merge_of_sorted_parts_skips_the_sort_and_writes_the_same_bytes(tmp_path, monkeypatch):
+    tape = tmp_path / "t"
+    w = TapeWriter(tape, _manifest(), offline=True)
+    for i in range(3):
+        w.append("psi_samples", _psi([i * 100 + 10, i * 100 + 30, i * 100 + 50]))  # in time order
+        w.flush()
+    inputs = w.ledger.parts["psi_samples"]
+    sorts = []
+    real_sort = compact.pc.sort_indices
+    monkeypatch.setattr(compact.pc, "sort_indices", lambda *a, **k: sorts.append(1) or real_sort(*a, **k))
+    fast = merge(tape, inputs, "ts_ns", 0)
+    assert sorts == []
+    monkeypatch.setattr(compact, "in_order", lambda keys: False)
+    slow = merge(tape, inputs, "ts_ns", 0)
+    assert sorts == [1] and fast.info.blake2b == slow.info.blake2b and fast.info.rows == 9
+
+
+def test_a_flush_fsyncs_each_folder_once_after_its_renames(tmp_path, monkeypatch):
+    from nodetape.tape import sealing
+
+    synced, renamed = [], []
+    real_fsync, real_replace = sealing.fsync_dir, sealing.os.replace
+    monkeypatch.setattr(sealing, "fsync_dir", lambda p: synced.append(p.name) or real_fsync(p))
+    # (os is one module: the manifest's renames are seen too)
+    monkeypatch.setattr(sealing.os, "replace", lambda a, b: renamed.append((os.path.basename(b), len(synced)))
+                        or real_replace(a, b))
+    w = TapeWriter(tmp_path / "t", _manifest())
+    synced.clear()  # the tape folder's, at creation
+    w.append("psi_samples", _psi([1]))
+    w.append("recorder_stats", schemas.batch("recorder_stats", {"ts_ns": [1], "source": ["recorder"]}))
+    w.flush()
+    w.append("psi_samples", _psi([2]))
+    w.flush()
+    # the first flush made both folders (the tape folder fsynced after each mkdir), renamed both
+    # parts, then fsynced each folder once; the second, one folder
+    assert synced == ["t", "t", "psi_samples", "recorder_stats", "psi_samples"]
+    # every part renamed before its flush's folder fsyncs, the manifest after them
+    assert renamed[-5:] == [(part_name(0), 1), (part_name(0), 2), ("manifest.json", 4),
+                            (part_name(1), 4), ("manifest.json", 5)]
+    assert read_manifest(tmp_path / "t").tables["psi_samples"].parts == [part_name(0), part_name(1)]

@@ -126,3 +126,25 @@ def test_bad_tapes_name_the_file(tmp_path, damage, needle):
     msg = str(e.value)
     assert needle in msg
     assert "\n" not in msg
+
+
+def test_column_max_on_literal_columns():
+    from nodetape.tape.partfile import column_max
+
+    assert column_max(pa.chunked_array([pa.array([3, 9, 1]), pa.array([4])])) == 9
+    assert column_max(pa.chunked_array([pa.array([], type=pa.int64()), pa.array([-2, -5])])) == -2
+    assert column_max(pa.chunked_array([pa.array([None, 7]), pa.array([6])])) == 7  # a chunk with NULLs
+    assert column_max(pa.chunked_array([pa.array([None], type=pa.int64())])) is None
+    assert column_max(pa.chunked_array([], type=pa.int64())) is None
+
+
+def test_by_identity_caches_per_object_not_per_equal_value():
+    from nodetape.tape.partfile import by_identity
+
+    cache, built = {}, []
+    a, b = pa.schema([("x", pa.int64())]), pa.schema([("x", pa.int64())])
+    assert a.equals(b) and a is not b
+    for obj, key in ((a, 1), (a, 1), (a, 2), (b, 1)):
+        by_identity(cache, obj, key, lambda: built.append((obj is a, key)) or len(built))
+    assert built == [(True, 1), (True, 2), (False, 1)]
+    assert by_identity(cache, a, 2, lambda: 0) == 2

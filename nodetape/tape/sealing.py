@@ -1,0 +1,66 @@
+"""Putting parts in place durably, with one folder fsync per folder per flush.
+
+A part is written under a hidden temporary name and fsynced, then renamed to its
+name (writer.py). The rename is durable once its folder is fsynced, and that must
+happen before a manifest names the part (a crash could otherwise undo a rename the
+manifest relies on). It need not happen at each rename: the writer renames every
+table's part of a flush (and the compactor's merged parts, installed just before),
+then fsyncs each folder once (`Sealer.sync`) before it rewrites the manifest. The
+first of those fsyncs commits the filesystem's journal with every rename in it; the
+others find their folder's changes committed already (measured: 6 folders,
+write+fsync+rename+folder fsync per part 1.11-1.22 ms of CPU, folder fsyncs batched
+0.96-1.10 ms; docs/idle.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from nodetape.tape.fs import fsync_dir
+from nodetape.tape.partfile import write_file
+
+
+class Sealer:
+    """The folders of one tape: which exist, which have a rename not yet fsynced, and the parts
+    renamed since the last sync (announced only once it made them durable)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._folders: set[Path] = set()  # known to exist: no stat per part
+        self._unsynced: set[Path] = set()
+        self._sealed: list[tuple[str, Path, pa.Table]] = []
+
+    def folder(self, table: str) -> Path:
+        folder = self.root / table
+        if folder not in self._folders:
+            if not folder.exists():
+                folder.mkdir(mode=0o700)
+                fsync_dir(self.root)
+            self._folders.add(folder)
+        return folder
+
+    def seal(self, table: str, name: str, data, rows: pa.Table, write=write_file) -> Path:
+        """Write `data` under a temp name (`write`: the writer's, which tests replace), fsync,
+        rename to `name`; durable at the next sync."""
+        folder = self.folder(table)
+        tmp = folder / f".{name}.tmp"
+        write(tmp, data)
+        os.replace(tmp, folder / name)
+        self._unsynced.add(folder)
+        self._sealed.append((table, folder / name, rows))
+        return folder / name
+
+    def renamed_in(self, folder: Path) -> None:
+        """A rename done elsewhere (a merged part, compact.py) that the next sync makes durable."""
+        self._unsynced.add(folder)
+
+    def sync(self) -> list[tuple[str, Path, pa.Table]]:
+        """fsync each folder with a rename since the last sync, once; the parts sealed since."""
+        for folder in sorted(self._unsynced):
+            fsync_dir(folder)
+        self._unsynced.clear()
+        sealed, self._sealed = self._sealed, []
+        return sealed
