@@ -7,7 +7,9 @@ _flush, _sleep, and poll_all as a whole: is_due and the writes of the polled bat
 included). After a warm-up (start-up and the first flushes excluded), a side thread reads
 every thread's CPU clock (time.pthread_getcpuclockid) and the accumulators, and again
 SECONDS later; the difference is printed per step: calls, ms per call, % of a core. The
-loop's wake-ups are its passes (returns from _sleep) in that window. Nothing is sampled:
+loop's wake-ups are its passes (returns from _sleep) in that window, and the loop thread's
+voluntary context switches (/proc/self/task/TID/status: every sleep, and any block on I/O or a
+lock, e.g. fsync in a flush). Nothing is sampled:
 the only overhead is two thread_time() calls per wrapped call (~1 us each here).
 
     sudo .venv/bin/python -m bench.idle_split [--seconds 90] [--warmup 10] [--sources a,b] [--json F]
@@ -61,7 +63,7 @@ def instrument() -> None:
     start_sources, poll_all = loop.start_sources, loop.poll_all
 
     def started(names, ctx, states, write):
-        _loop["ident"] = threading.get_ident()
+        _loop["ident"], _loop["tid"] = threading.get_ident(), threading.get_native_id()
         start_sources(names, ctx, states, write)
         for st in states:
             if st.source is not None:
@@ -92,9 +94,15 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
+def _sleeps() -> int:
+    """The loop thread's voluntary context switches: each time it slept (or blocked)."""
+    with open(f"/proc/self/task/{_loop['tid']}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
 def _snapshot() -> dict:
     return {"t": time.monotonic(), "proc": sum(os.times()[:2]), "threads": _thread_cpu(),
-            "cpu": dict(_cpu), "calls": dict(_calls), "passes": len(_passes)}
+            "cpu": dict(_cpu), "calls": dict(_calls), "passes": len(_passes), "sleeps": _sleeps()}
 
 
 def _diff(a: dict, b: dict) -> dict:
@@ -108,7 +116,8 @@ def _diff(a: dict, b: dict) -> dict:
     threads = {k: round(100 * (v - a["threads"].get(k, 0.0)) / wall, 4) for k, v in b["threads"].items()}
     return {"wall_s": round(wall, 2), "process_pct_core": round(100 * (b["proc"] - a["proc"]) / wall, 4),
             "threads_pct_core": threads, "steps": steps,
-            "wakeups_per_s": round((b["passes"] - a["passes"]) / wall, 3)}
+            "wakeups_per_s": round((b["passes"] - a["passes"]) / wall, 3),
+            "loop_sleeps_per_s": round((b["sleeps"] - a["sleeps"]) / wall, 3)}
 
 
 def _measure(warmup: float, seconds: float, result: dict) -> None:
@@ -126,7 +135,7 @@ def _measure(warmup: float, seconds: float, result: dict) -> None:
 
 def _print(r: dict) -> None:
     print(f"window {r['wall_s']} s: process {r['process_pct_core']}% of a core, "
-          f"loop wake-ups {r['wakeups_per_s']}/s")
+          f"loop passes {r['wakeups_per_s']}/s, loop thread sleeps {r['loop_sleeps_per_s']}/s")
     for k, v in sorted(r["threads_pct_core"].items(), key=lambda kv: -kv[1]):
         print(f"  thread {k:40s} {v:8.4f}%")
     for k, v in r["steps"].items():
