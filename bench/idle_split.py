@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import threading
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 
 _cpu: dict[str, float] = defaultdict(float)  # step -> thread CPU seconds
 _calls: dict[str, int] = defaultdict(int)
+_blocks: dict[str, int] = defaultdict(int)  # step -> voluntary context switches inside it (sleeps, I/O, GIL)
 _loop: dict[str, int] = {}  # the loop thread's ident
 _passes: list[tuple[int, tuple[str, ...]]] = []  # (boottime at the pass, sources polled)
 _polled: list[str] = []
@@ -37,11 +39,12 @@ _polled: list[str] = []
 
 def _timed(name: str, fn):
     def wrapper(*a, **kw):
-        t0 = time.thread_time()
+        t0, v0 = time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
         try:
             return fn(*a, **kw)
         finally:
             _cpu[name] += time.thread_time() - t0
+            _blocks[name] += resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - v0
             _calls[name] += 1
     return wrapper
 
@@ -102,7 +105,8 @@ def _sleeps() -> int:
 
 def _snapshot() -> dict:
     return {"t": time.monotonic(), "proc": sum(os.times()[:2]), "threads": _thread_cpu(),
-            "cpu": dict(_cpu), "calls": dict(_calls), "passes": len(_passes), "sleeps": _sleeps()}
+            "cpu": dict(_cpu), "calls": dict(_calls), "blocks": dict(_blocks), "passes": len(_passes),
+            "sleeps": _sleeps()}
 
 
 def _diff(a: dict, b: dict) -> dict:
@@ -111,8 +115,9 @@ def _diff(a: dict, b: dict) -> dict:
     for k in sorted(b["cpu"]):
         n = b["calls"][k] - a["calls"].get(k, 0)
         s = b["cpu"][k] - a["cpu"].get(k, 0.0)
+        v = b["blocks"][k] - a["blocks"].get(k, 0)
         steps[k] = {"calls": n, "ms_per_call": round(1e3 * s / n, 4) if n else None,
-                    "pct_core": round(100 * s / wall, 4)}
+                    "pct_core": round(100 * s / wall, 4), "blocks_per_s": round(v / wall, 3)}
     threads = {k: round(100 * (v - a["threads"].get(k, 0.0)) / wall, 4) for k, v in b["threads"].items()}
     return {"wall_s": round(wall, 2), "process_pct_core": round(100 * (b["proc"] - a["proc"]) / wall, 4),
             "threads_pct_core": threads, "steps": steps,
@@ -139,7 +144,8 @@ def _print(r: dict) -> None:
     for k, v in sorted(r["threads_pct_core"].items(), key=lambda kv: -kv[1]):
         print(f"  thread {k:40s} {v:8.4f}%")
     for k, v in r["steps"].items():
-        print(f"  {k:40s} {v['calls']:6d} calls {v['ms_per_call'] or 0:8.4f} ms {v['pct_core']:8.4f}%")
+        print(f"  {k:40s} {v['calls']:6d} calls {v['ms_per_call'] or 0:8.4f} ms {v['pct_core']:8.4f}% "
+              f"{v['blocks_per_s']:7.2f} blocks/s")
     for k, n in list(r["passes_by_polled_sources"].items())[:12]:
         print(f"  pass polled {k}: {n}")
 
