@@ -285,7 +285,8 @@ class Recorder(SnapshotTaking):
 
     def _loop(self) -> None:
         deadline = self.start_ns + self.opts.duration_ns if self.opts.duration_ns else None
-        next_stats = next_progress = next_clock = self.start_ns
+        grid: dict[str, int] | None = None  # the loop's timers: on the sampled sources' grid (_next_tick)
+        interval, flush_ns = self.ctx.interval_ns, self.opts.flush_interval_ns
         planned = self.start_ns
         while not self.control.stop:
             now = boottime_ns()
@@ -293,24 +294,27 @@ class Recorder(SnapshotTaking):
                 break
             self.max_lag_ns = max(self.max_lag_ns, now - planned)
             poll_all(self.states, now, self._write, self._ready)
-            if now >= next_stats:
+            if grid is None:  # the first pass: BaseSource.due() starts every sampled source's grid here too
+                grid = dict.fromkeys(("stats", "clock", "flush", "progress"), now)
+            if now >= grid["stats"]:
                 self._write([("recorder_stats", self._stats_batch(now))])
-                next_stats = now + self.ctx.interval_ns
-            if now >= next_clock:
+                grid["stats"] = _next_tick(grid["stats"], now, interval)
+            if now >= grid["clock"]:
                 self._check_clock()
-                next_clock = now + CLOCK_CHECK_NS
+                grid["clock"] = _next_tick(grid["clock"], now, CLOCK_CHECK_NS)
             if self.control.take_snapshot():
                 self._handle_snapshot_requests()
             if self._trigger_fired is not None:
                 self._maybe_auto_snapshot(now)
-            if self.writer.due():
+            if now >= grid["flush"] or self.writer.due():
                 self._flush()
-            if self.opts.progress and now >= next_progress:
+                grid["flush"] = _next_tick(grid["flush"], now, flush_ns)
+            if self.opts.progress and now >= grid["progress"]:
                 self.opts.progress(self)
-                next_progress = now + 1_000_000_000
-            timers = [next_stats, next_clock, boottime_ns() + self.writer.due_in_ns()]
+                grid["progress"] = _next_tick(grid["progress"], now, 1_000_000_000)
+            timers = [grid["stats"], grid["clock"], grid["flush"], boottime_ns() + self.writer.due_in_ns()]
             if self.opts.progress:
-                timers.append(next_progress)
+                timers.append(grid["progress"])
             if deadline is not None:
                 timers.append(deadline)
             planned = self._sleep(now, min(timers))
@@ -320,9 +324,12 @@ class Recorder(SnapshotTaking):
         """Sleep until the earliest work (the loop's timers, each source's next poll, a source's fd
         or wake-up), never polling again within a tick of the last poll; returns the planned time.
 
-        A source without next_poll_ns is polled every tick. A stop or snapshot request wakes it at once.
+        One sleep per pass: an epoll wait on the self-pipe and the sources' fds until the planned
+        time; only when something comes within the tick does it sleep again, on the self-pipe alone,
+        until the tick. A source without next_poll_ns is polled every tick. A stop or snapshot
+        request wakes it at once.
         """
-        tick = self.opts.tick_ns
+        tick_end = polled_ns + self.opts.tick_ns
         fds: list[int] = []
         self._ready = set()
         for st in self.states:
@@ -330,30 +337,39 @@ class Recorder(SnapshotTaking):
                 continue
             nxt = getattr(st.source, "next_poll_ns", None)
             due = nxt() if nxt is not None else None
-            until_ns = min(until_ns, polled_ns + tick if due is None else due)
+            until_ns = min(until_ns, tick_end if due is None else due)
             wait_fds = getattr(st.source, "wait_fds", None)
             if wait_fds is not None:
                 fds += wait_fds()
-        planned = max(until_ns, polled_ns + tick)
-        early = polled_ns + tick > boottime_ns()
-        requested, woken = self.control.wait_requests(polled_ns + tick)
-        if requested or woken:
-            return boottime_ns()  # a stop or snapshot request; a source's rows, taken at the tick
+        planned = max(until_ns, tick_end)
+        control = self.control
+        if control.stop or control.snapshot:
+            return boottime_ns()
         left = planned - boottime_ns()
         if left <= 0:
-            return planned if early else boottime_ns()  # overran the tick: lag is measured from here
+            return boottime_ns()  # the pass overran the tick: lag is measured from here
         if self._poller_fds != fds:
             self._close_poller()
             # edge-triggered: a ring buffer's fd reports the producer's forced wake-ups
             # only, not every record that waits below its threshold
             self._poller = select.epoll()
-            self._poller.register(self.control.fd, select.EPOLLIN)
+            self._poller.register(control.fd, select.EPOLLIN)
             for fd in fds:
                 self._poller.register(fd, select.EPOLLIN | select.EPOLLET)
             self._poller_fds = fds
         events = self._poller.poll(-(-left // 1_000_000) / 1e3)
-        if events:
-            self._ready = {fd for fd, _ in events}
-            self.control.drain()
-            return min(planned, boottime_ns())
-        return planned
+        if not events:
+            return planned
+        self._ready = {fd for fd, _ in events}
+        control.drain()
+        if boottime_ns() < tick_end:
+            # within the tick of the last poll: wait for the tick (a stop or snapshot request ends it)
+            requested, _ = control.wait_requests(tick_end)
+            return boottime_ns() if requested else tick_end
+        return min(planned, boottime_ns())
+
+
+def _next_tick(due_ns: int, now_ns: int, period_ns: int) -> int:
+    """The next time on the grid `due_ns + k * period_ns` after `now_ns` (whole periods missed are
+    skipped, as BaseSource.due does): timers on one grid come due at the same pass, one wake-up."""
+    return due_ns + ((now_ns - due_ns) // period_ns + 1) * period_ns

@@ -3,6 +3,10 @@
 One row per source per interval (events, dropped, why, lag), and a 'recorder'
 row with the rows the writer dropped (back-pressure, disk full), how late the
 loop's tick ran since the last row, and the process's CPU time and RSS.
+
+Built column-wise (columns.py): the `source` column is kept while the sources are
+the same, the counters go to Arrow in one conversion, and /proc/self/statm is read
+with pread on a kept descriptor.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ import resource
 
 import pyarrow as pa
 
+from nodetape.recorder.columns import IdentityColumns, same_type
 from nodetape.recorder.lifecycle import SourceState
-from nodetape.schemas import batch
+from nodetape.schemas import batch, column_array
 
-_COLS = ("ts_ns", "source", "events", "dropped", "drop_reason", "lag_ns", "recorder_cpu_usec", "recorder_rss_bytes")
+_INTS = ("ts_ns", "events", "dropped", "lag_ns", "recorder_cpu_usec", "recorder_rss_bytes")
 _PUSH = ("parts", "bytes", "failures", "pending")  # record --push, on the recorder's own row
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_statm = {"fd": -1}
+_names = IdentityColumns("recorder_stats", ("source",))
 
 
 def rss_bytes() -> int | None:
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        if _statm["fd"] < 0:
+            _statm["fd"] = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        return int(os.pread(_statm["fd"], 256, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
 
@@ -36,22 +45,20 @@ def stats_batch(now_ns: int, states: list[SourceState], writer, rows_written: in
                 push: dict | None = None) -> pa.RecordBatch:
     """The rows of one stats interval; `writer` is the TapeWriter (its drops by table and reason),
     `push` the pusher's counters when recording with --push."""
-    cols: dict[str, list] = {k: [] for k in _COLS}
-    for st in states:
-        if st.source is None:
-            continue
-        s = st.source.stats
-        for k, v in zip(_COLS, (now_ns, st.name, s.events, s.dropped, s.drop_reason, s.lag_ns, None, None)):
-            cols[k].append(v)
+    running = [st for st in states if st.source is not None]
+    stats = [st.source.stats for st in running]
+    n = len(stats)
     reasons: dict[str, int] = {}
     for d in writer.dropped.values():
-        for r, n in d.items():
-            reasons[r] = reasons.get(r, 0) + n
+        for r, k in d.items():
+            reasons[r] = reasons.get(r, 0) + k
     reason = "+".join(sorted(reasons, key=lambda r: -reasons[r])) or None
-    for k, v in zip(_COLS, (now_ns, "recorder", rows_written, writer.dropped_rows, reason, max_lag_ns,
-                            cpu_usec(), rss_bytes())):
-        cols[k].append(v)
-    n_sources = len(cols["ts_ns"]) - 1
-    for k in _PUSH:  # NULL on source rows, and when not pushing
-        cols[f"push_{k}"] = [None] * n_sources + [(push or {}).get(k)]
+    none = [None] * n
+    ints = [[now_ns] * (n + 1), [s.events for s in stats] + [rows_written],
+            [s.dropped for s in stats] + [writer.dropped_rows], [s.lag_ns for s in stats] + [max_lag_ns],
+            none + [cpu_usec()], none + [rss_bytes()]]
+    ints += [none + [(push or {}).get(k)] for k in _PUSH]  # NULL on source rows, and when not pushing
+    cols = dict(zip((*_INTS, *(f"push_{k}" for k in _PUSH)), same_type(ints, pa.int64())))
+    cols["source"] = _names.get(running, lambda: ([st.name for st in running] + ["recorder"],))[0]
+    cols["drop_reason"] = column_array("recorder_stats", "drop_reason", [s.drop_reason for s in stats] + [reason])
     return batch("recorder_stats", cols)

@@ -46,6 +46,26 @@ def parse_cpu_stat(text: str) -> dict[str, int | None]:
     }
 
 
+_CPU_STAT_BYTES = (b"usage_usec", b"nr_periods", b"nr_throttled", b"throttled_usec")
+
+
+def cpu_stat_values(data: bytes) -> tuple[int | None, int | None, int | None, int | None]:
+    """cpu.stat as read (bytes) -> (cpu_usage_usec, nr_periods, nr_throttled, throttled_usec), the
+    values parse_cpu_stat gives, by bytes operations: it runs for every cgroup every interval."""
+    t = data.split()
+    if len(t) % 2 == 0:  # 'key value' lines, as the kernel prints them
+        kv = dict(zip(t[::2], t[1::2]))
+        try:
+            usage, periods, throttled, usec = (int(kv[k]) if k in kv else None for k in _CPU_STAT_BYTES)
+            if usec is None and b"throttled_time" in kv:
+                usec = int(kv[b"throttled_time"]) // 1000  # v1: nanoseconds
+            return usage, periods, throttled, usec
+        except ValueError:
+            pass
+    s = parse_cpu_stat(data.decode(errors="replace"))  # anything else: line by line, bad lines skipped
+    return s["cpu_usage_usec"], s["nr_periods"], s["nr_throttled"], s["throttled_usec"]
+
+
 def parse_cpu_max(text: str) -> tuple[int | None, int | None]:
     """v2 cpu.max 'QUOTA PERIOD' -> (quota_usec or None for 'max', period_usec)."""
     parts = text.split()

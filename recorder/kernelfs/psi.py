@@ -27,3 +27,25 @@ def parse_psi(text: str) -> dict[str, float | int | None]:
             elif key in ("avg10", "avg60", "avg300"):
                 out[f"{kind}_{key}"] = float(value)
     return out
+
+
+_PSI_AT = {b"avg10": 0, b"avg60": 1, b"avg300": 2, b"total": 3}
+
+
+def psi_values(data: bytes) -> list[float | int | None]:
+    """A PSI file as read (bytes) -> its values in PSI_KEYS order, as parse_psi gives them, by
+    bytes operations (every scope and resource, every interval); absent lines give None."""
+    out: list[float | int | None] = [None] * 8
+    base = -1
+    for tok in data.split():
+        if tok == b"some":
+            base = 0
+        elif tok == b"full":
+            base = 4
+        else:
+            key, eq, value = tok.partition(b"=")
+            if not eq:
+                base = -1  # a line of another kind: skipped, as parse_psi does
+            elif base >= 0 and (i := _PSI_AT.get(key)) is not None:
+                out[base + i] = int(value) if i == 3 else float(value)
+    return out

@@ -91,6 +91,7 @@ class CgroupInotifySource(BaseSource):
         self._resnap = False  # rows were dropped: report every cgroup as seen by a rescan
         self._resnap_until: int | None = None  # while set, the rescan under way reports each cgroup as seen
         self._oom_files: dict[tuple[str, str], KeptFile] = {}
+        self._oom_raw: dict[tuple[str, str], bytes] = {}  # what each oom_control read last (unchanged: not parsed)
         self._oom_round: list[tuple[str, str]] = []  # v1 memory cgroups still to re-read this round
         self._v1_main: str | None = None  # the v1 hierarchy whose cgroups get populated rows
         self._v1_populated: dict[str, bool] = {}  # rel -> populated, for v1-only cgroups
@@ -171,9 +172,13 @@ class CgroupInotifySource(BaseSource):
             if kf is None:
                 kf = self._oom_files[(hier, rel)] = KeptFile(self.tree.path(hier, rel) + "/" + fname)
             try:
-                new = parse_flat_keyed(kf.read().decode())
+                raw = kf.read()
             except OSError:
-                new = None
+                return
+            if raw == self._oom_raw.get((hier, rel)):
+                return  # the same bytes as at the last read: no counter grew
+            self._oom_raw[(hier, rel)] = raw
+            new = parse_flat_keyed(raw.decode())
         else:
             new = _read(self.tree.path(hier, rel) + "/" + fname)
         if new is None:
@@ -202,6 +207,7 @@ class CgroupInotifySource(BaseSource):
             # a new cgroup starts unpopulated with zero counters: anything else already happened
             self._events_state[(hier, rel)] = {"populated": 0, "frozen": 0}
             self._mem_state[(hier, rel)] = {}
+            self._oom_raw.pop((hier, rel), None)
             if hier == UNIFIED:
                 self._check_events(ts, source, hier, rel, ino)
                 self._check_memory(ts, source, hier, rel, ino, "memory.events")
@@ -221,6 +227,7 @@ class CgroupInotifySource(BaseSource):
             kf = self._oom_files.pop((hier, rel), None)
             if kf is not None:
                 kf.close()
+            self._oom_raw.pop((hier, rel), None)
         elif kind == "rescanned":
             # a rescan (after lost events) visits each known cgroup once, a step per drain:
             # re-read what it tracks then, not all at once under the lock

@@ -10,8 +10,10 @@ the cpu controller (the main one), and its cgroup_id is the inode of the
 cgroup's directory there (NULL if the path exists only in other hierarchies).
 
 Cost (5000 cgroups at 1 s must stay under 5% of a core): descriptors stay open
-and are read with os.pread (fdcache.py), and reads that provably cannot return
-anything new are skipped. Each skip, and why it is lossless:
+and are read with os.pread (fdcache.py), parsed as bytes, the batch is built
+column-wise with the columns fixed by the cgroup kept while the cgroup set
+holds (columns.py), and reads that provably cannot return anything new are
+skipped. Each skip, and why it is lossless:
 
 1. Limits (cpu.max, cpu.cfs_quota_us, cpu.cfs_period_us, memory.max,
    memory.limit_in_bytes) change only by write(2) to that file; vfs_write()
@@ -45,6 +47,12 @@ anything new are skipped. Each skip, and why it is lossless:
    An empty cgroup therefore stays empty until such a write; exits only lower
    the counts. Not on cgroup2, where clone3(CLONE_INTO_CGROUP) enters a cgroup
    without a write. An inotify overflow clears every such skip.
+5. A file the cgroup does not have (the root's pids.current and memory.current
+   are CFTYPE_NOT_ON_ROOT; a v2 controller's files exist only where the
+   parent's cgroup.subtree_control enables it): its value is NULL, and it is
+   looked for again only after a write that can make it appear, the same
+   notifications as rule 1 (a write to the parent's cgroup.subtree_control, or
+   an overflow); a v1 hierarchy's files are fixed by its controllers at mount.
 v1 cgroup.procs is opened for every read, never kept: the kernel reuses the
 pid list it built at the first read of an open file (fdcache.FreshFile).
 Nothing else is skipped: usage and memory.current can change without any
@@ -59,46 +67,26 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
+
 from ...schemas import batch
+from ..columns import IdentityColumns, same_type
 from ..cgroup_tree import CgroupTree, release_shared, shared_tree
 from .admission import admit
-from ..fdcache import FreshFile, KeptFile
+from .sampled_cgroup import GONE, SampledCgroup, kept
+from ..fdcache import FreshFile
 from ..k8s import identity
 from ..kernelfs import cgroup_files as cf
 from ..kernelfs.cgroupfs import UNIFIED
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable, no_hierarchy
 
-_COLS = ("ts_ns", "hierarchy", "cgroup_path", "cgroup_id", "cpu_usage_usec", "nr_periods", "nr_throttled",
-         "throttled_usec", "cpu_quota_usec", "cpu_period_usec", "memory_current", "memory_max",
-         "pids_current", "nr_procs", "pod_uid", "container_id", "qos_class", "runtime")
+# what a row reads at its sample (_read's tuple, in this order) and what its cgroup fixes (columns.py)
+_READ = ("ts_ns", "cpu_usage_usec", "nr_periods", "nr_throttled", "throttled_usec", "cpu_quota_usec",
+         "cpu_period_usec", "memory_current", "memory_max", "pids_current", "nr_procs")
+_IDENT = ("hierarchy", "cgroup_path", "cgroup_id", "pod_uid", "container_id", "qos_class", "runtime")
 _ATTACH_NAMES = frozenset({"cgroup.procs", "tasks"})
 _CONFIG_NAMES = frozenset({"cpu.max", "cpu.cfs_quota_us", "cpu.cfs_period_us", "memory.max", "memory.limit_in_bytes"})
 _NO_STAT = (None, None, None)
-
-
-def _kept(path: str | None) -> KeptFile | None:
-    return KeptFile(path) if path is not None else None
-
-
-class _Cgroup:
-    __slots__ = ("rel", "ident", "ino", "usage", "stat", "mem", "pids", "procs",
-                 "quota_path", "period_path", "memmax_path", "cpu_max_path",
-                 "quota", "period", "memmax", "dirty", "last_stat", "gone", "pids_zero", "procs_zero")
-
-    def close(self) -> None:
-        for kf in (self.usage, self.stat, self.mem, self.pids, self.procs):
-            if kf is not None:
-                kf.close()
-
-
-def _read_once(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        with open(path, "rb", buffering=0) as f:
-            return f.read().decode()
-    except OSError:
-        return None
 
 
 class CgroupSamplesSource(BaseSource):
@@ -111,11 +99,12 @@ class CgroupSamplesSource(BaseSource):
     def __init__(self) -> None:
         super().__init__()
         self.tree: CgroupTree | None = None
-        self._cgroups: dict[str, _Cgroup] = {}
-        self._order: list[_Cgroup] = []
+        self._cgroups: dict[str, SampledCgroup] = {}
+        self._order: list[SampledCgroup] = []
         self._gen = -1
         self._dirty_all = False
         self._attach_writes: list[tuple[str, str]] = []  # (hierarchy, rel) of writes to cgroup.procs/tasks
+        self._ident = IdentityColumns("cgroup_samples", _IDENT)
 
     def probe(self, ctx: RecordContext) -> None:
         lay = ctx.layout
@@ -179,50 +168,38 @@ class CgroupSamplesSource(BaseSource):
         # the rest wait for the next sample: sync again then, whether or not the tree changed
         self._gen = -1 if more else self.tree.generation
 
-    def _new(self, rel: str, nodes) -> _Cgroup:
+    def _new(self, rel: str, nodes) -> SampledCgroup:
         tree = self.tree
 
         def path(h, fname):
             return tree.path(h, rel) + "/" + fname if h and (h, rel) in nodes else None
 
-        cg = _Cgroup()
+        cg = SampledCgroup()
         cg.rel, cg.ident, cg.ino = rel, tuple(identity(rel)), nodes.get((self.main, rel))
         if self.v2:
             cg.usage = None
-            cg.stat = _kept(path(UNIFIED, "cpu.stat"))
-            cg.mem = _kept(path(UNIFIED, "memory.current"))
+            cg.stat = kept(path(UNIFIED, "cpu.stat"))
+            cg.mem = kept(path(UNIFIED, "memory.current"))
             cg.cpu_max_path = path(UNIFIED, "cpu.max")
             cg.quota_path = cg.period_path = None
             cg.memmax_path = path(UNIFIED, "memory.max")
         else:
-            cg.usage = _kept(path(self.h_acct, "cpuacct.usage"))
-            cg.stat = _kept(path(self.h_cpu, "cpu.stat"))
-            cg.mem = _kept(path(self.h_mem, "memory.usage_in_bytes"))
+            cg.usage = kept(path(self.h_acct, "cpuacct.usage"))
+            cg.stat = kept(path(self.h_cpu, "cpu.stat"))
+            cg.mem = kept(path(self.h_mem, "memory.usage_in_bytes"))
             cg.cpu_max_path = None
             cg.quota_path = path(self.h_cpu, "cpu.cfs_quota_us")
             cg.period_path = path(self.h_cpu, "cpu.cfs_period_us")
             cg.memmax_path = path(self.h_mem, "memory.limit_in_bytes")
-        cg.pids = _kept(path(self.h_pids, "pids.current"))
+        cg.pids = kept(path(self.h_pids, "pids.current"))
         procs = path(self.main, "cgroup.procs")
         # v1 cgroup.procs is a snapshot per open file (fdcache.FreshFile): never kept open there
-        cg.procs = _kept(procs) if self.v2 or procs is None or self.main == UNIFIED else FreshFile(procs)
+        cg.procs = kept(procs) if self.v2 or procs is None or self.main == UNIFIED else FreshFile(procs)
         cg.quota = cg.period = cg.memmax = None
         cg.dirty, cg.last_stat, cg.gone = True, None, False
         cg.pids_zero = cg.procs_zero = False
+        cg.absent = {}
         return cg
-
-    def _read_config(self, cg: _Cgroup) -> None:
-        if self.v2:
-            text = _read_once(cg.cpu_max_path)
-            cg.quota, cg.period = cf.parse_cpu_max(text) if text is not None else (None, None)
-        else:
-            t = _read_once(cg.quota_path)
-            cg.quota = cf.parse_cfs_quota(t) if t is not None else None
-            t = _read_once(cg.period_path)
-            cg.period = cf.parse_int(t) if t is not None else None
-        t = _read_once(cg.memmax_path)
-        cg.memmax = cf.parse_memory_limit(t) if t is not None else None
-        cg.dirty = False
 
     # -- sampling --------------------------------------------------------------
     def poll(self, now_ns: int) -> Batches:
@@ -234,22 +211,32 @@ class CgroupSamplesSource(BaseSource):
         order = self._prepare()
         clock = self.ctx.clock
         read = self._read
-        rows = []
-        append = rows.append
+        rows, cgs = [], []  # a row and its cgroup (every cgroup but one removed since the drain)
         for cg in order:
             ts = clock()
             try:
-                append(read(cg, ts))
+                row = read(cg, ts)
             except (OSError, ValueError):
                 row = self._row_with_missing_files(cg, ts)
-                if row is not None:
-                    append(row)
+                if row is None:
+                    continue
+            rows.append(row)
+            cgs.append(cg)
         if not rows:
             return []
-        cols = dict(zip(_COLS, map(list, zip(*rows))))
-        return [("cgroup_samples", batch("cgroup_samples", cols))]
+        return [("cgroup_samples", self._batch(rows, cgs))]
 
-    def _prepare(self) -> list[_Cgroup]:
+    def _batch(self, rows: list[tuple], cgs: list[SampledCgroup]) -> pa.RecordBatch:
+        """The batch of one sample: read columns in one conversion, identity columns kept (columns.py)."""
+        def ident_values():
+            return ([self.main] * len(cgs), [cg.rel for cg in cgs], [cg.ino for cg in cgs],
+                    *zip(*(cg.ident for cg in cgs)))
+
+        cols = dict(zip(_READ, same_type(list(zip(*rows)), pa.int64())))
+        cols.update(zip(_IDENT, self._ident.get(cgs, ident_values)))
+        return batch("cgroup_samples", cols)
+
+    def _prepare(self) -> list[SampledCgroup]:
         """The cgroups to sample, with every notified write applied to their skip state."""
         tree = self.tree
         tree.drain()  # every write completed before this point is now known (skip rule 1)
@@ -266,11 +253,11 @@ class CgroupSamplesSource(BaseSource):
                 self._apply_attach_writes()
             return list(self._order)
 
-    def _read(self, cg: _Cgroup, ts: int) -> tuple:
+    def _read(self, cg: SampledCgroup, ts: int) -> tuple:
         """One row of a cgroup; OSError/ValueError when a file is missing or the cgroup went away."""
         dirty = cg.dirty
         if dirty:
-            self._read_config(cg)
+            cg.read_config(self.v2)
         usage, stat = self._read_cpu(cg, dirty)
         m = cg.mem
         mem = int(m.read(64)) if m is not None else None
@@ -294,25 +281,23 @@ class CgroupSamplesSource(BaseSource):
             if nprocs == 0 and self._zero_procs:
                 cg.procs_zero = True
                 pr.close()
-        return (ts, self.main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs,
-                *cg.ident)
+        return ts, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs
 
-    def _read_cpu(self, cg: _Cgroup, dirty: bool) -> tuple[int | None, tuple]:
+    def _read_cpu(self, cg: SampledCgroup, dirty: bool) -> tuple[int | None, tuple]:
         """(usage in usec, (nr_periods, nr_throttled, throttled_usec))."""
         st = cg.stat
         if self.v2:
             if st is None:
                 return None, _NO_STAT
-            s = cf.parse_cpu_stat(st.read().decode())
-            return s["cpu_usage_usec"], (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+            usage, *stat = cf.cpu_stat_values(st.read())
+            return usage, stat
         u = cg.usage
         usage = int(u.read(64)) // 1000 if u is not None else None
         if st is None:
             return usage, _NO_STAT
         if cg.quota is None and not dirty and cg.last_stat is not None:
             return usage, cg.last_stat  # skip rule 2: unlimited, counters frozen
-        s = cf.parse_cpu_stat(st.read().decode())
-        stat = cg.last_stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"])
+        stat = cg.last_stat = cf.cpu_stat_values(st.read())[1:]
         if cg.quota is None:
             st.close()  # not read again while unlimited: keep the fd budget for hot files
         return usage, stat
@@ -336,7 +321,7 @@ class CgroupSamplesSource(BaseSource):
                     cg.procs_zero = False
         self._attach_writes.clear()
 
-    def _row_with_missing_files(self, cg: _Cgroup, ts: int) -> tuple | None:
+    def _row_with_missing_files(self, cg: SampledCgroup, ts: int) -> tuple | None:
         """The slow path after a failed read: a cgroup that still exists but lacks a file.
 
         The kernel omits files on the root cgroup (memory.current, pids.current,
@@ -344,30 +329,35 @@ class CgroupSamplesSource(BaseSource):
         the controller; those values are NULL. A cgroup removed since the last
         drain yields no row (its `removed` event comes with the next drain).
         """
-        def opt(kf: KeptFile | None, parse):
+        absent = []
+
+        def opt(name: str, parse):
+            kf = getattr(cg, name)
             if kf is None:
                 return None
             try:
                 return parse(kf.read())
-            except (OSError, ValueError):
+            except OSError as e:
+                if e.errno in GONE:
+                    absent.append(name)
+                return None
+            except ValueError:
                 return None
 
+        usage = opt("usage", lambda b: cf.cpuacct_usage_usec(b.decode()))
+        stat = opt("stat", cf.cpu_stat_values) or (None, *_NO_STAT)
         if self.v2:
-            s = opt(cg.stat, lambda b: cf.parse_cpu_stat(b.decode()))
-            usage = s["cpu_usage_usec"] if s else None
-            stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"]) if s else _NO_STAT
-        else:
-            usage = opt(cg.usage, lambda b: cf.cpuacct_usage_usec(b.decode()))
-            s = opt(cg.stat, lambda b: cf.parse_cpu_stat(b.decode()))
-            stat = (s["nr_periods"], s["nr_throttled"], s["throttled_usec"]) if s else _NO_STAT
-        mem = opt(cg.mem, lambda b: cf.parse_int(b.decode()))
-        pids = opt(cg.pids, lambda b: cf.parse_int(b.decode()))
-        nprocs = 0 if (pids == 0 and self._rule3) else opt(cg.procs, cf.count_procs)
+            usage = stat[0]
+        mem = opt("mem", lambda b: cf.parse_int(b.decode()))
+        pids = opt("pids", lambda b: cf.parse_int(b.decode()))
+        nprocs = 0 if (pids == 0 and self._rule3) else opt("procs", cf.count_procs)
         # checked after the reads: a file missing while the directory still exists is absent, not removed
         if not any(os.path.isdir(self.tree.path(h, cg.rel)) for h in self._hiers):
             return None
-        return (ts, self.main, cg.rel, cg.ino, usage, *stat, cg.quota, cg.period, mem, cg.memmax, pids, nprocs,
-                *cg.ident)
+        for name in absent:  # skip rule 5: not looked for again until a write can make it appear
+            cg.absent[name] = getattr(cg, name)
+            setattr(cg, name, None)
+        return ts, usage, *stat[1:], cg.quota, cg.period, mem, cg.memmax, pids, nprocs
 
     def stop(self) -> Batches:
         for cg in self._cgroups.values():

@@ -1,6 +1,6 @@
 """mounts: the mount table of PROC/self/mountinfo, a snapshot at start and a row per change.
 
-Each interval the file is re-read with pread on a kept descriptor and, only if
+Each interval the file is read again from the start of a kept descriptor and, only if
 its bytes changed, parsed and compared by mount id: a new id is `added`, a
 vanished one `removed` (a remount that changes options is removed + added
 under the same id, so both rows carry the full line).
@@ -32,17 +32,28 @@ class MountsSource(BaseSource):
     def start(self, ctx: RecordContext) -> Batches:
         super().start(ctx)
         self._path = ctx.proc_root / "self" / "mountinfo"
+        self._fd, self._raw = -1, None
         self._raw = self._read()
         self._mounts = {m.mount_id: m for m in parse_mountinfo(self._raw.decode(errors="surrogateescape"))}
         ts = ctx.clock()
         return self._emit([(ts, "snapshot", m) for m in self._mounts.values()])
 
     def _read(self) -> bytes:
-        with open(self._path, "rb", buffering=0) as f:
-            chunks = []
-            while chunk := f.read(1 << 16):
-                chunks.append(chunk)
+        # the kept descriptor, read again from its start: the kernel makes the text afresh at offset 0
+        # (seq_file), then reads on sequentially (a pread at a later offset would walk the table again)
+        if self._fd < 0:
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 16):
+            chunks.append(chunk)
         return b"".join(chunks)
+
+    def stop(self) -> Batches:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        return []
 
     def _emit(self, rows: list[tuple[int, str, MountInfo]]) -> Batches:
         if not rows:

@@ -6,6 +6,11 @@ interface's cumulative counters as read at that moment (raw, as the kernel
 reports them; rates are derived in SQL). Interfaces are those of the
 recorder's network namespace.
 
+The listing's attributes (ifindex, operstate, mtu, address) are read with
+pread on descriptors kept per interface (sysfs makes a file's text afresh at
+each read from offset 0; a descriptor of a removed interface fails, and is
+opened again by name), counters only for a row.
+
 Changes are noticed as they happen: a thread listens to the kernel's link
 notifications (rtnetlink, group RTMGRP_LINK: every RTM_NEWLINK/RTM_DELLINK;
 sysfs has the interface before the message is sent) and compares
@@ -23,11 +28,13 @@ import socket
 import threading
 
 from ...schemas import batch
+from ..fdcache import KeptFile
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 
 _COUNTERS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped")
 _COLS = ("ts_ns", "event", "ifname", "ifindex", "operstate", "mtu", "address", *_COUNTERS)
 _RTMGRP_LINK = 1
+_ATTRS = ("ifindex", "operstate", "mtu", "address")
 
 
 def _read(path: str) -> str | None:
@@ -43,6 +50,49 @@ def _int(s: str | None) -> int | None:
         return int(s) if s is not None else None
     except ValueError:
         return None
+
+
+def iface_values(raw: list[bytes | None]) -> tuple:
+    """The listing's (ifindex, operstate, mtu, address) from the attribute files as read (None: unreadable)."""
+    ifindex, oper, mtu, addr = (None if b is None else b.strip().decode(errors="surrogateescape") for b in raw)
+    return _int(ifindex), oper, _int(mtu), addr
+
+
+class _Iface:
+    """One interface's attribute files, kept open (fdcache budget) and read with pread.
+
+    The kept files are those of the device that had the name when they were opened: the inode
+    of NAME/ifindex, looked up by name at each read, says whether the name now leads to another
+    device (renamed, or removed and made again) or, in a folder that is not sysfs, to other files.
+    """
+
+    __slots__ = ("folder", "files", "ino")
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.files = [KeptFile(f"{folder}/{a}") for a in _ATTRS]
+        self.ino = None
+
+    def read(self) -> list[bytes | None] | None:
+        """Each file's bytes (None for one that cannot be read); None when the interface is gone."""
+        try:
+            ino = os.stat(f"{self.folder}/ifindex").st_ino
+        except OSError:
+            return None
+        if ino != self.ino:
+            self.close()  # opened again by name
+            self.ino = ino
+        out = []
+        for kf in self.files:
+            try:
+                out.append(kf.read(256))
+            except OSError:
+                out.append(None)
+        return out if out[0] is not None else None
+
+    def close(self) -> None:
+        for kf in self.files:
+            kf.close()
 
 
 class NetSource(BaseSource):
@@ -61,6 +111,8 @@ class NetSource(BaseSource):
         self._dir = str(ctx.sys_root / "class" / "net")
         self._lock = threading.Lock()
         self._pending: list[tuple] = []  # rows found by the netlink thread, emitted at the next poll
+        self._ifaces: dict[str, _Iface] = {}  # kept files by name (under self._lock once the thread runs)
+        self._not_ifaces: set[str] = set()  # plain files of the folder (bonding_masters)
         self._state = self._scan()
         ts = ctx.clock()
         out = self._emit([self._with_counters(ts, "snapshot", n, v) for n, v in sorted(self._state.items())])
@@ -117,11 +169,21 @@ class NetSource(BaseSource):
             names = os.listdir(self._dir)
         except OSError:
             return out
+        ifaces = self._ifaces
+        for n in [n for n in ifaces if n not in names]:
+            ifaces.pop(n).close()
         for n in names:
-            d = f"{self._dir}/{n}"
-            if not os.path.exists(f"{d}/ifindex"):
-                continue  # bonding_masters and other non-interface files
-            out[n] = (_int(_read(f"{d}/ifindex")), _read(f"{d}/operstate"), _int(_read(f"{d}/mtu")), _read(f"{d}/address"))
+            kept = ifaces.get(n)
+            if kept is None:
+                d = f"{self._dir}/{n}"
+                if n in self._not_ifaces or not os.path.exists(f"{d}/ifindex"):
+                    if not os.path.isdir(d):
+                        self._not_ifaces.add(n)  # bonding_masters and other non-interface files
+                    continue
+                kept = ifaces[n] = _Iface(d)
+            raw = kept.read()
+            if raw is not None:
+                out[n] = iface_values(raw)
         return out
 
     def _counters(self, name: str) -> list[int | None]:
@@ -154,6 +216,8 @@ class NetSource(BaseSource):
         if getattr(self, "_nl", None) is not None:
             self._nl.close()
             self._nl = None
+        for kept in getattr(self, "_ifaces", {}).values():
+            kept.close()
         with self._lock:
             rows, self._pending = self._pending, []
         return self._emit(rows)

@@ -36,6 +36,7 @@ class ProcSource(BaseSource):
         super().__init__()
         self._known: set[int] = set()
         self._pending: list[int] = []
+        self._names: list[str] | None = None  # the last listing of PROC
 
     def probe(self, ctx: RecordContext) -> None:
         if not (ctx.proc_root / "1").is_dir():
@@ -48,6 +49,7 @@ class ProcSource(BaseSource):
         self._main_ctl = None if lay.mode == "v2" else next(
             (lay.hierarchies.get(lay.controllers[c]) and lay.controllers[c] for c in ("cpu", "memory", "pids") if c in lay.controllers), None)
         self._max = int(ctx.options.get("proc_max_per_poll", 500))
+        self._root = str(ctx.proc_root)
         ts = ctx.clock()
         # pid 1's namespaces are the host reference; where pid 1 cannot be read (a sandbox
         # denies ptrace access to it) the recorder's own namespaces are the reference
@@ -59,9 +61,13 @@ class ProcSource(BaseSource):
 
     def _list_new(self) -> list[int]:
         try:
-            pids = {int(n) for n in os.listdir(self.ctx.proc_root) if n.isdigit()}
+            names = os.listdir(self._root)
         except OSError:
             return []
+        if names == self._names:
+            return []  # the same listing (procfs lists pids in order): no process came or went
+        self._names = names
+        pids = {int(n) for n in names if n.isdigit()}
         self._known &= pids  # forget exited pids, so a reused pid is seen again
         new = sorted(pids - self._known - set(self._pending))
         return new

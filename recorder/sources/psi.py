@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
+
 from ...schemas import batch
 from ..cgroup_tree import release_shared, shared_tree
+from ..columns import IdentityColumns, same_type
 from .admission import admit
 from ..fdcache import KeptFile
 from ..kernelfs.cgroupfs import UNIFIED
-from ..kernelfs.psi import PSI_KEYS, RESOURCES, parse_psi
+from ..kernelfs.psi import PSI_KEYS, RESOURCES, psi_values
+
+_FLOATS = tuple(k for k in PSI_KEYS if "avg" in k)
+_INTS = ("ts_ns", *(k for k in PSI_KEYS if "avg" not in k))
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 
 
@@ -33,6 +39,8 @@ class PsiSource(BaseSource):
         self._cg: dict[str, list[tuple[str, KeptFile]]] = {}  # rel -> [(resource, file)]
         self._tree = None
         self._gen = -1
+        self._cg_files: list[tuple[str, str, KeptFile]] = []  # (rel, resource, file) in row order
+        self._ident = IdentityColumns("psi_samples", ("scope", "resource"))
 
     def probe(self, ctx: RecordContext) -> None:
         d = ctx.proc_root / "pressure"
@@ -90,32 +98,42 @@ class PsiSource(BaseSource):
             self._cg[r] = files
         if more:
             self._gen = -1  # the rest at the next sample
+        self._cg_files = [(rel, res, kf) for rel in sorted(self._cg) for res, kf in self._cg[rel]]
 
     def poll(self, now_ns: int) -> Batches:
         if not self.due(now_ns):
             return []
-        rows = []
-        for scope, resource, fd in self._fds:
+        clock = self.ctx.clock
+        ts, vals, keys = [], [], []  # a row's time, values, and (scope, resource, file) in row order
+        for key in self._fds:
             try:
-                text = os.pread(fd, 4096, 0).decode()
+                data = os.pread(key[2], 4096, 0)
             except OSError:
                 continue
-            p = parse_psi(text)
-            rows.append((self.ctx.clock(), scope, resource, *(p[k] for k in PSI_KEYS)))
+            ts.append(clock())
+            vals.append(psi_values(data))
+            keys.append(key)
         if self._v2 is not None and not self.ctx.options.get("psi_no_cgroups"):
             self._sync()
-            for rel in sorted(self._cg):
-                for resource, kf in self._cg[rel]:
-                    try:
-                        text = kf.read().decode()
-                    except OSError:
-                        continue  # cgroup removed; dropped from the list at the next sync
-                    p = parse_psi(text)
-                    rows.append((self.ctx.clock(), rel, resource, *(p[k] for k in PSI_KEYS)))
-        if not rows:
+            for key in self._cg_files:
+                try:
+                    data = key[2].read()
+                except OSError:
+                    continue  # cgroup removed; dropped from the list at the next sync
+                ts.append(clock())
+                vals.append(psi_values(data))
+                keys.append(key)
+        if not ts:
             return []
-        cols = dict(zip(("ts_ns", "scope", "resource", *PSI_KEYS), map(list, zip(*rows))))
-        return self.counted([("psi_samples", batch("psi_samples", cols))])
+        return self.counted([("psi_samples", self._batch(ts, vals, keys))])
+
+    def _batch(self, ts: list[int], vals: list[list], keys: list[tuple]) -> pa.RecordBatch:
+        """Read columns in one conversion per type, scope and resource kept while the files are (columns.py)."""
+        by_key = dict(zip(PSI_KEYS, zip(*vals)))
+        cols = dict(zip(_FLOATS, same_type([by_key[k] for k in _FLOATS], pa.float64())))
+        cols.update(zip(_INTS, same_type([ts, *(by_key[k] for k in _INTS[1:])], pa.int64())))
+        cols.update(zip(("scope", "resource"), self._ident.get(keys, lambda: list(zip(*keys))[:2])))
+        return batch("psi_samples", cols)
 
     def stop(self) -> Batches:
         for _, _, fd in self._fds:

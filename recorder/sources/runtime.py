@@ -26,6 +26,9 @@ there at once: it is read on the tree's reader thread as the cgroup appears
 MAX_IMMEDIATE_PER_S a second; the rest, and a spec not found yet, is looked up
 by the loop's thread once per interval for RETRY_NS (10 s), then given up (a container not run by a CRI runtime,
 e.g. `runc run`, has no spec: it gets no row, and that is not a loss).
+The loop polls the source only when it has work (next_poll_ns): rows or noted
+containers (the reader thread wakes the loop for the first of them), or a retry
+that is due; an idle node's loop does not wake for it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ MAX_WAITING = 50_000
 MAX_SPEC_BYTES = 4 << 20
 MAX_VALUE_CHARS = 1024
 _REMEMBERED = 100_000  # container ids already written (bounded: oldest forgotten first)
+_NEVER = 1 << 62
 _PLAIN_ID = re.compile(r"^[0-9A-Za-z_][0-9A-Za-z_.\-]{0,254}$")
 _COLS = ("ts_ns", "seq", "source", "container_id", "container_type", "pod_uid", "pod_name", "pod_namespace",
          "container_name", "image", "sandbox_id", "runtime", "cgroup_path")
@@ -193,6 +197,8 @@ class RuntimeSource(BaseSource):
         with self._lock:
             if cid in self._done or cid in self._noted_ids:
                 return
+            if not self._rows and not self._noted and self.ctx is not None:
+                self.ctx.wake()  # the first since the last poll: the loop takes it at its next tick
             second = ts // 1_000_000_000
             if second != self._budget_second:
                 self._budget_second, self._budget = second, MAX_IMMEDIATE_PER_S
@@ -256,6 +262,15 @@ class RuntimeSource(BaseSource):
         self._done[cid] = None
         while len(self._done) > _REMEMBERED:
             self._done.popitem(last=False)
+
+    def next_poll_ns(self) -> int | None:
+        """At the next tick while rows or containers noted by the tree's thread wait (it wakes the
+        loop for them), at the earliest retry of a spec not there yet, else never: nothing else to do."""
+        if self._rows or self._noted:
+            return 0
+        if self._waiting:
+            return min(w[4] for w in self._waiting.values())
+        return _NEVER
 
     def poll(self, now_ns: int) -> Batches:
         if self._tree is not None:

@@ -97,7 +97,9 @@ class FileOpensSource(RawStreamSource):
     def poll(self, now_ns: int) -> Batches:
         if self.ctx is not None and now_ns >= getattr(self, "_next_filter_ns", 0):
             self._sync_filter()
-            self._next_filter_ns = now_ns + self.ctx.interval_ns
+            # from the planned time, not from now: on the grid of the other sampled work, one wake-up
+            due, every = getattr(self, "_next_filter_ns", 0) or now_ns, self.ctx.interval_ns
+            self._next_filter_ns = due + ((now_ns - due) // every + 1) * every
         return super().poll(now_ns)
 
     def decode(self, r: np.ndarray) -> Batches:
