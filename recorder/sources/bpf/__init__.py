@@ -141,27 +141,41 @@ def shared_resolver(ctx: RecordContext) -> CgroupIdResolver:
 # -- map reads -----------------------------------------------------------------
 
 def read_hash(table, key_dtype: np.dtype, val_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """All (key, value) pairs of a BPF hash map (bpfsys.BpfMap), with BPF_MAP_LOOKUP_BATCH
-    into numpy buffers (one syscall per few thousand entries, no Python call per entry)."""
-    cap = table.max_entries
-    keys = np.zeros(cap, dtype=key_dtype)
-    vals = np.zeros(cap, dtype=val_dtype)
-    # hash maps use a u32 bucket index as the batch token (kernel/bpf/hashtab.c)
-    in_tok, out_tok = ctypes.c_uint32(0), ctypes.c_uint32(0)
-    total = 0
-    first = True
-    while total < cap:
-        done, err = table.lookup_batch(None if first else in_tok, out_tok,
-                                       keys.ctypes.data + total * keys.itemsize,
-                                       vals.ctypes.data + total * vals.itemsize, cap - total)
-        total += done
-        if err:
-            if err == errno.ENOENT:
-                break
-            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name}: {os.strerror(err)}")
-        first = False
-        in_tok.value = out_tok.value
-    return keys[:total], vals[:total]
+    """All (key, value) pairs of a BPF hash map (bpfsys.BpfMap), copied out."""
+    keys, vals = HashReader(table, key_dtype, val_dtype).read()
+    return keys.copy(), vals.copy()
+
+
+class HashReader:
+    """Reads a whole BPF hash map with BPF_MAP_LOOKUP_BATCH into numpy buffers allocated once
+    (one syscall per few thousand entries, no Python call per entry, no allocation of the
+    map's size per read: only the pages the entries fill are ever touched)."""
+
+    def __init__(self, table, key_dtype: np.dtype, val_dtype: np.dtype):
+        self.table = table
+        self.keys = np.empty(table.max_entries, dtype=key_dtype)
+        self.vals = np.empty(table.max_entries, dtype=val_dtype)
+        # hash maps use a u32 bucket index as the batch token (kernel/bpf/hashtab.c)
+        self._in, self._out = ctypes.c_uint32(0), ctypes.c_uint32(0)
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, values) views of the buffers, valid until the next read."""
+        table, keys, vals = self.table, self.keys, self.vals
+        cap = len(keys)
+        total = 0
+        first = True
+        while total < cap:
+            done, err = table.lookup_batch(None if first else self._in, self._out,
+                                           keys.ctypes.data + total * keys.itemsize,
+                                           vals.ctypes.data + total * vals.itemsize, cap - total)
+            total += done
+            if err:
+                if err == errno.ENOENT:
+                    break
+                raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name}: {os.strerror(err)}")
+            first = False
+            self._in.value = self._out.value
+        return keys[:total], vals[:total]
 
 
 def delete_keys(table, keys: np.ndarray) -> None:
@@ -172,11 +186,17 @@ def delete_keys(table, keys: np.ndarray) -> None:
 
 
 def percpu_sums(table, n: int) -> list[int]:
-    """Sum over CPUs of entries 0..n-1 of a per-CPU u64 array."""
-    out = []
-    vals = (ctypes.c_uint64 * possible_cpus())()
-    for i in range(n):
-        out.append(sum(vals) if table.lookup(ctypes.c_int(i), vals) else 0)
+    """Sum over CPUs of entries 0..n-1 of a per-CPU u64 array, in one BPF_MAP_LOOKUP_BATCH."""
+    keys = np.empty(n, dtype=np.uint32)
+    vals = np.zeros((n, possible_cpus()), dtype=np.uint64)  # per-CPU values: 8-byte slots per CPU
+    done, err = table.lookup_batch(None, ctypes.c_uint32(0), keys.ctypes.data, vals.ctypes.data, n)
+    if err and err != errno.ENOENT:
+        raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name}: {os.strerror(err)}")
+    sums = vals.sum(axis=1, dtype=np.uint64)
+    out = [0] * n
+    for k, v in zip(keys[:done].tolist(), sums[:done].tolist()):
+        if k < n:
+            out[k] = v
     return out
 
 
@@ -270,6 +290,7 @@ __all__ = [
     "DROP_REASONS",
     "cgroup_id_paths",
     "parse_unistd",
+    "HashReader",
     "read_hash",
     "shared_resolver",
     "syscall_names",

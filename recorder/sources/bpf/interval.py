@@ -85,7 +85,7 @@ class IntervalCounterSource(BpfSource):
         self.refused = {}
         self._load(ctx, want)
         self.names = syscall_names()
-        self.counters = CumulativeCounters(self.bpf[self.map_name], self.key)
+        self.counters = CumulativeCounters(self.bpf[self.map_name], self.key, adds=self.bpf[b"hash_adds"])
         self.table = SlotCounters(self.bpf, self.slot_map, self.nslots(ctx), NR_MAX * self.buckets, HINT_SIZE)
         self.waiting = 0
         self._scan_after = 0
@@ -137,13 +137,13 @@ class IntervalCounterSource(BpfSource):
             return True
         return len(self.table.free) <= self.table.nslots // 4 and now >= self._scan_after
 
-    def _drain(self) -> Batches:
+    def _drain(self, last: bool = False) -> Batches:
         live = None
         if self._wants_scan(self.ctx.clock()):
             res = shared_resolver(self.ctx)
             res.rescan()
             live = set(res.paths)
-        hkeys, hcounts = self.counters.read_deltas(live)
+        hkeys, hcounts = self.counters.read_deltas(live, force=last)
         cgids, cols, scounts = self.table.read_deltas()
         end = self.ctx.clock()
         start, self.interval_start = self.interval_start, end
@@ -187,7 +187,7 @@ class IntervalCounterSource(BpfSource):
         if self.bpf is None:
             return []
         self.detach()  # no call after this read can be missed: none are counted any more
-        out = self._drain()
+        out = self._drain(last=True)
         self.table.close()
         self.close_bpf()
         return out

@@ -20,6 +20,20 @@ BPF_F_TABLE("array", u32, u32, slot_hint, HINT_SIZE, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, u64, slot_owner, NR_SLOTS, BPF_F_MMAPABLE);
 BPF_HASH(slot_of, u64, u32, NR_SLOTS);
 
+/* Adds made to the program's hash (the path of cgroups without a slot), per CPU.
+ * Reading the hash walks all its buckets however few entries it has; user space
+ * takes this count before each read and skips the read while it has not moved
+ * (counters.py), so an idle node whose cgroups all have slots never walks it.
+ * Counted after the add: a count seen unchanged means every add before the
+ * previous count was in the previous read. */
+BPF_PERCPU_ARRAY(hash_adds, u64, 1);
+static __always_inline void count_hash_add(void) {
+    int z = 0;
+    u64 *n = hash_adds.lookup(&z);
+    if (n)
+        *n += 1;  /* per-CPU slot; tracepoint programs do not nest on one CPU */
+}
+
 /* The slot of a cgroup, or NR_SLOTS when it has none. */
 static __always_inline u32 cgroup_slot(u64 cgid) {
     u32 h = (u32)cgid & (HINT_SIZE - 1);
