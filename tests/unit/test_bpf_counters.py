@@ -62,3 +62,16 @@ def test_changed_cells_and_growth_update_prev():
     assert take_growth(live, prev, rows, cols).tolist() == [2, 1]
     assert (prev == live).all()
     assert changed_cells(live, prev, np.zeros(live.shape, dtype=bool)).size == 0
+
+
+def test_merge_of_distinct_cells_only_sorts_them():
+    from nodetape.recorder.sources.bpf.interval import merge
+    from nodetape.recorder.sources.bpf.latency import KEY as LKEY
+
+    k = np.zeros(4, dtype=LKEY)
+    k["cgid"] = [9, 3, 3, 9]
+    k["nr"] = [0, 7, 7, 0]
+    k["slot"] = [2, 5, 1, 1]
+    got, c = merge(k, np.array([1, 2, 3, 4], dtype=np.int64))
+    assert got[["cgid", "nr", "slot"]].tolist() == [(3, 7, 1), (3, 7, 5), (9, 0, 1), (9, 0, 2)]
+    assert c.tolist() == [3, 2, 4, 1]

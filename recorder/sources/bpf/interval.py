@@ -198,6 +198,15 @@ def merge(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     are partly in the hash, partly in its row), sorted by key."""
     if len(keys) == 0:
         return keys, counts
+    names = list(keys.dtype.names)
+    order = np.lexsort([keys[n] for n in reversed(names)])  # by cgid, then nr, then the rest
+    keys, counts = keys[order], counts[order]
+    dup = np.ones(len(keys), dtype=bool)
+    for n in names:
+        dup[1:] &= keys[n][1:] == keys[n][:-1]
+    dup[0] = False
+    if not dup.any():  # the common case: every cell once (the hash had nothing new)
+        return keys, counts
     uniq, inv = np.unique(keys, return_inverse=True)
     out = np.zeros(len(uniq), dtype=np.int64)
     np.add.at(out, inv.reshape(-1), counts)
