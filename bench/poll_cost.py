@@ -26,8 +26,9 @@ from nodetape.recorder import lifecycle
 
 WARM_UP_S = 10.0
 BPF_SOURCES = ("drops", "latency", "lineage", "syscalls", "opens", "cgroup-tp", "throttle")
-_acc: dict[str, list[int]] = {}  # source name -> [polls, thread CPU ns]
+_acc: dict[str, list[int]] = {}  # source name -> [polls, thread CPU ns(, hash reads in the window)]
 _t0: list[float] = []
+_hash_reads: dict[str, int] = {}  # interval sources: whole-hash reads made (counters.py skips the rest)
 
 
 def _wrap(cls):
@@ -36,6 +37,7 @@ def _wrap(cls):
     inner = cls.poll
 
     def poll(self, now_ns):
+        r0 = getattr(getattr(self, "counters", None), "reads", None)
         c0 = time.thread_time_ns()
         try:
             return inner(self, now_ns)
@@ -44,6 +46,10 @@ def _wrap(cls):
                 a = _acc.setdefault(self.name, [0, 0])
                 a[0] += 1
                 a[1] += time.thread_time_ns() - c0
+                reads = getattr(getattr(self, "counters", None), "reads", None)
+                if reads is not None:
+                    _hash_reads.setdefault(self.name, r0)  # the count when the window opened
+                    a[2:] = [reads - _hash_reads[self.name]]
 
     poll._nt_timed = True
     cls.poll = poll
@@ -52,8 +58,11 @@ def _wrap(cls):
 
 def summary(acc: dict[str, list[int]], wall_s: float) -> dict:
     """{source: {polls, ms_per_poll, pct_core}} plus 'ebpf_total' (pct_core of the eBPF sources)."""
-    out = {n: {"polls": p, "ms_per_poll": round(ns / max(p, 1) / 1e6, 3),
-               "pct_core": round(100 * ns / 1e9 / wall_s, 3)} for n, (p, ns) in sorted(acc.items())}
+    out = {n: {"polls": a[0], "ms_per_poll": round(a[1] / max(a[0], 1) / 1e6, 3),
+               "pct_core": round(100 * a[1] / 1e9 / wall_s, 3)} for n, a in sorted(acc.items())}
+    for n, a in acc.items():
+        if len(a) > 2:
+            out[n]["hash_reads"] = a[2]
     out["ebpf_total"] = {"pct_core": round(sum(v["pct_core"] for n, v in out.items() if n in BPF_SOURCES), 3)}
     return out
 
