@@ -25,7 +25,9 @@ BPF_HASH(slot_of, u64, u32, NR_SLOTS);
  * takes this count before each read and skips the read while it has not moved
  * (counters.py), so an idle node whose cgroups all have slots never walks it.
  * Counted after the add: a count seen unchanged means every add before the
- * previous count was in the previous read. */
+ * previous count was in the previous read (x86 keeps the two stores in order;
+ * on a weaker order an add could show an interval late, never be lost: every
+ * counter is cumulative and the last read, at stop, is never skipped). */
 BPF_PERCPU_ARRAY(hash_adds, u64, 1);
 static __always_inline void count_hash_add(void) {
     int z = 0;
