@@ -31,18 +31,20 @@ MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM = 1, 2, 3
 MAP_LOOKUP_BATCH, MAP_DELETE_BATCH = 24, 27
 PERF_EVENT_IOC_DISABLE = 0x2401
 _libc = None
+_nr = None
 
 
 def _bpf(cmd: int, attr: ctypes.Array) -> int:
     """bpf(cmd, attr, sizeof attr); raises OSError with the kernel's errno."""
-    global _libc
+    global _libc, _nr
     if _libc is None:
+        nr = _SYS_BPF.get(platform.machine())
+        if nr is None:
+            raise OSError(errno.ENOSYS, f"no bpf(2) number known for {platform.machine()}")
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         _libc.syscall.restype = ctypes.c_long
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise OSError(errno.ENOSYS, f"no bpf(2) number known for {platform.machine()}")
-    res = _libc.syscall(ctypes.c_long(nr), ctypes.c_long(cmd), attr, ctypes.c_uint(len(attr)))
+        _nr = ctypes.c_long(nr)
+    res = _libc.syscall(_nr, ctypes.c_long(cmd), attr, ctypes.c_uint(len(attr)))
     if res < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -115,6 +117,33 @@ class BpfMap:
 
     def delete_batch(self, keys: int, count: int) -> tuple[int, int]:
         return self._batch(MAP_DELETE_BATCH, None, None, keys, 0, count)
+
+
+class BatchCall:
+    """A BPF_MAP_*_BATCH call prepared once for a map and its token buffers: each call sets the
+    count and the buffers and enters the kernel, so a poll's reads build no ctypes objects."""
+
+    def __init__(self, bmap: BpfMap, cmd: int, in_tok, out_tok):
+        self.cmd = cmd
+        self.attr = ctypes.create_string_buffer(56)
+        self._in = _addr(in_tok)
+        self._in_batch = ctypes.c_uint64.from_buffer(self.attr, 0)
+        ctypes.c_uint64.from_buffer(self.attr, 8).value = _addr(out_tok)
+        self._keys = ctypes.c_uint64.from_buffer(self.attr, 16)
+        self._values = ctypes.c_uint64.from_buffer(self.attr, 24)
+        self._count = ctypes.c_uint32.from_buffer(self.attr, 32)
+        ctypes.c_uint32.from_buffer(self.attr, 36).value = bmap.map_fd
+
+    def __call__(self, keys: int, values: int, count: int, first: bool = True) -> tuple[int, int]:
+        """(entries done, errno or 0); first: from the start, else from the in token."""
+        self._in_batch.value = 0 if first else self._in
+        self._keys.value, self._values.value, self._count.value = keys, values, count
+        try:
+            _bpf(self.cmd, self.attr)
+            err = 0
+        except OSError as e:
+            err = e.errno
+        return self._count.value, err
 
 
 class LoadedProgram:

@@ -11,8 +11,8 @@ final value: no task remains in a removed cgroup to add to it, and cgroup2 ids
 are never reused within a boot).
 
 Reading a hash walks all its buckets in the kernel, whatever it holds, so a read
-is skipped when the program's per-CPU count of adds to the hash (`hash_adds`,
-slots.h) has not moved since the count taken before the previous read: every add
+is skipped when the program's per-CPU count of adds to the hash (slots.h
+count_hash_add, read with the drop counters) has not moved since the count taken before the previous read: every add
 before that count was in that read, so the hash holds the same values. The deltas
 are vectorized (counter_deltas): the previous read kept sorted by key bytes, each
 new key found by binary search, no Python operation per key.
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import HashReader, delete_keys, percpu_sums
+from . import HashReader, delete_keys
 
 
 def counter_deltas(prev_keys: np.ndarray, prev_vals: np.ndarray,
@@ -51,8 +51,7 @@ def dead_mask(cgids: np.ndarray, live_ids: set[int]) -> np.ndarray:
 
 
 class CumulativeCounters:
-    def __init__(self, table, key_dtype, evict_fill: float = 0.5, adds=None):
-        """adds: the program's per-CPU `hash_adds` array (None: read the hash every time)."""
+    def __init__(self, table, key_dtype, evict_fill: float = 0.5):
         self.table = table
         self.key_dtype = np.dtype(key_dtype)
         self.raw = np.dtype(f"V{self.key_dtype.itemsize}")
@@ -60,26 +59,20 @@ class CumulativeCounters:
         self.prev_keys = np.empty(0, dtype=self.raw)  # sorted raw keys of the last read
         self.prev_vals = np.empty(0, dtype=np.uint64)
         self.evict_fill = evict_fill
-        self.adds = adds
         self._adds_seen: int | None = None  # the count of adds taken before the last read
         self.reads = 0  # hash reads made (the rest were skipped)
 
-    def _unchanged(self) -> bool:
-        """Whether the hash cannot have changed since the last read (and note the count)."""
-        if self.adds is None:
-            return False
-        n = percpu_sums(self.adds, 1)[0]
-        same = n == self._adds_seen
-        self._adds_seen = n
-        return same
-
-    def read_deltas(self, live_ids: set[int] | None = None, force: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def read_deltas(self, live_ids: set[int] | None = None, force: bool = False,
+                    adds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(keys, deltas) of the counters that grew since the last call.
 
         live_ids: cgroup ids that existed before this read; keys whose cgid is not
-        among them are deleted from the map after being read. force: read even when
-        the count of adds says nothing changed (the last read, at stop)."""
-        unchanged = self._unchanged()  # taken before every read, skipped or not
+        among them are deleted from the map after being read. adds: the program's
+        count of adds to the hash, taken before this call (None: unknown); the read is
+        skipped when it equals the count taken before the previous call, unless forced
+        (the last read, at stop) or evicting."""
+        unchanged = adds is not None and adds == self._adds_seen
+        self._adds_seen = adds
         if unchanged and not force and live_ids is None:
             return np.empty(0, dtype=self.key_dtype), np.empty(0, dtype=np.int64)
         self.reads += 1

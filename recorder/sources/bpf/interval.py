@@ -85,7 +85,7 @@ class IntervalCounterSource(BpfSource):
         self.refused = {}
         self._load(ctx, want)
         self.names = syscall_names()
-        self.counters = CumulativeCounters(self.bpf[self.map_name], self.key, adds=self.bpf[b"hash_adds"])
+        self.counters = CumulativeCounters(self.bpf[self.map_name], self.key)
         self.table = SlotCounters(self.bpf, self.slot_map, self.nslots(ctx), NR_MAX * self.buckets, HINT_SIZE)
         self.waiting = 0
         self._scan_after = 0
@@ -143,7 +143,8 @@ class IntervalCounterSource(BpfSource):
             res = shared_resolver(self.ctx)
             res.rescan()
             live = set(res.paths)
-        hkeys, hcounts = self.counters.read_deltas(live, force=last)
+        self.update_drops()  # and the count of adds to the hash, taken before reading it
+        hkeys, hcounts = self.counters.read_deltas(live, force=last, adds=self.hash_adds)
         cgids, cols, scounts = self.table.read_deltas()
         end = self.ctx.clock()
         start, self.interval_start = self.interval_start, end
@@ -152,7 +153,6 @@ class IntervalCounterSource(BpfSource):
         if len(hkeys):
             fits = (hkeys["nr"] < NR_MAX) & (hkeys["slot"] < self.buckets if self.buckets > 1 else True)
             self.waiting = self.table.assign(np.unique(hkeys["cgid"][fits]))
-        self.update_drops()
         keys, counts = merge(np.concatenate([hkeys, self.slot_keys(cgids, cols)]),
                              np.concatenate([hcounts.astype(np.int64), scounts]))
         if not len(keys):

@@ -28,10 +28,9 @@ BPF_HASH(slot_of, u64, u32, NR_SLOTS);
  * previous count was in the previous read (x86 keeps the two stores in order;
  * on a weaker order an add could show an interval late, never be lost: every
  * counter is cumulative and the last read, at stop, is never skipped). */
-BPF_PERCPU_ARRAY(hash_adds, u64, 1);
 static __always_inline void count_hash_add(void) {
-    int z = 0;
-    u64 *n = hash_adds.lookup(&z);
+    int i = HASH_ADDS;  /* the entry after the drop reasons in `drops` (common.h) */
+    u64 *n = drops.lookup(&i);
     if (n)
         *n += 1;  /* per-CPU slot; tracepoint programs do not nest on one CPU */
 }
