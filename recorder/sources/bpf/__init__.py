@@ -26,13 +26,15 @@ import numpy as np
 from nodetape.recorder.sources.bpf import env as bpf_env
 from ...source import BaseSource, Batches, RecordContext, SourceUnavailable
 from . import btf
-from .bpfsys import possible_cpus
+from .bpfsys import MAP_LOOKUP_BATCH, BatchCall, possible_cpus
 from .loader import LoadFailed, load_program
 
 HERE = Path(__file__).resolve().parent
 
-# index in every program's `drops` per-CPU array -> drop_reason (recorder_stats)
+# index in every program's `drops` per-CPU array -> drop_reason (recorder_stats); the entry after
+# them counts adds to the program's hash (common.h HASH_ADDS: read in the same call, not a drop)
 DROP_REASONS = ("ringbuf_full", "rate_limit", "map_full")
+HASH_ADDS = len(DROP_REASONS)
 
 
 # -- syscall names -------------------------------------------------------------
@@ -141,27 +143,61 @@ def shared_resolver(ctx: RecordContext) -> CgroupIdResolver:
 # -- map reads -----------------------------------------------------------------
 
 def read_hash(table, key_dtype: np.dtype, val_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """All (key, value) pairs of a BPF hash map (bpfsys.BpfMap), with BPF_MAP_LOOKUP_BATCH
-    into numpy buffers (one syscall per few thousand entries, no Python call per entry)."""
-    cap = table.max_entries
-    keys = np.zeros(cap, dtype=key_dtype)
-    vals = np.zeros(cap, dtype=val_dtype)
-    # hash maps use a u32 bucket index as the batch token (kernel/bpf/hashtab.c)
-    in_tok, out_tok = ctypes.c_uint32(0), ctypes.c_uint32(0)
-    total = 0
-    first = True
-    while total < cap:
-        done, err = table.lookup_batch(None if first else in_tok, out_tok,
-                                       keys.ctypes.data + total * keys.itemsize,
-                                       vals.ctypes.data + total * vals.itemsize, cap - total)
-        total += done
-        if err:
-            if err == errno.ENOENT:
-                break
-            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {table.name}: {os.strerror(err)}")
-        first = False
-        in_tok.value = out_tok.value
-    return keys[:total], vals[:total]
+    """All (key, value) pairs of a BPF hash map (bpfsys.BpfMap), copied out."""
+    keys, vals = HashReader(table, key_dtype, val_dtype).read()
+    return keys.copy(), vals.copy()
+
+
+class HashReader:
+    """Reads a whole BPF hash map with BPF_MAP_LOOKUP_BATCH into numpy buffers allocated once
+    (one syscall per few thousand entries, no Python call per entry, no allocation of the
+    map's size per read: only the pages the entries fill are ever touched)."""
+
+    def __init__(self, table, key_dtype: np.dtype, val_dtype: np.dtype):
+        self.table = table
+        self.keys = np.empty(table.max_entries, dtype=key_dtype)
+        self.vals = np.empty(table.max_entries, dtype=val_dtype)
+        # hash maps use a u32 bucket index as the batch token (kernel/bpf/hashtab.c)
+        self._in, self._out = ctypes.c_uint32(0), ctypes.c_uint32(0)
+        self._call = BatchCall(table, MAP_LOOKUP_BATCH, self._in, self._out)
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, values) views of the buffers, valid until the next read."""
+        keys, vals = self.keys, self.vals
+        k0, v0, ks, vs = keys.ctypes.data, vals.ctypes.data, keys.itemsize, vals.itemsize
+        cap = len(keys)
+        total = 0
+        first = True
+        while total < cap:
+            done, err = self._call(k0 + total * ks, v0 + total * vs, cap - total, first)
+            total += done
+            if err:
+                if err == errno.ENOENT:
+                    break
+                raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {self.table.name}: {os.strerror(err)}")
+            first = False
+            self._in.value = self._out.value
+        return keys[:total], vals[:total]
+
+
+class PerCpuSums:
+    """Entries 0..n-1 of a per-CPU u64 array summed over CPUs, in one BPF_MAP_LOOKUP_BATCH
+    into buffers allocated once."""
+
+    def __init__(self, table, n: int):
+        self.table, self.n = table, n
+        self.keys = np.empty(n, dtype=np.uint32)
+        self.vals = np.zeros((n, possible_cpus()), dtype=np.uint64)  # per CPU: 8-byte slots
+        self._tok = ctypes.c_uint32(0)
+        self._call = BatchCall(table, MAP_LOOKUP_BATCH, None, self._tok)
+
+    def read(self) -> np.ndarray:
+        done, err = self._call(self.keys.ctypes.data, self.vals.ctypes.data, self.n)
+        if err and err != errno.ENOENT:
+            raise OSError(err, f"BPF_MAP_LOOKUP_BATCH on {self.table.name}: {os.strerror(err)}")
+        out = np.zeros(self.n, dtype=np.uint64)
+        out[self.keys[:done]] = self.vals[:done].sum(axis=1, dtype=np.uint64)
+        return out
 
 
 def delete_keys(table, keys: np.ndarray) -> None:
@@ -169,15 +205,6 @@ def delete_keys(table, keys: np.ndarray) -> None:
         return
     keys = np.ascontiguousarray(keys)
     table.delete_batch(keys.ctypes.data, len(keys))
-
-
-def percpu_sums(table, n: int) -> list[int]:
-    """Sum over CPUs of entries 0..n-1 of a per-CPU u64 array."""
-    out = []
-    vals = (ctypes.c_uint64 * possible_cpus())()
-    for i in range(n):
-        out.append(sum(vals) if table.lookup(ctypes.c_int(i), vals) else 0)
-    return out
 
 
 # -- base class ----------------------------------------------------------------
@@ -197,6 +224,8 @@ class BpfSource(BaseSource):
         self.bpf = None
         self.compile_ns: int | None = None
         self._drop_counts = [0] * len(DROP_REASONS)
+        self._drops = None  # PerCpuSums of `drops`
+        self.hash_adds: int | None = None  # adds to the program's hash, as of the last update_drops
 
     def probe(self, ctx: RecordContext) -> None:
         bpf_env.check_privileges()
@@ -234,10 +263,12 @@ class BpfSource(BaseSource):
         """Copy the program's in-kernel drop counters into stats."""
         if self.bpf is None:
             return
-        try:
-            sums = percpu_sums(self.bpf[b"drops"], len(DROP_REASONS))
-        except KeyError:
-            return
+        if self._drops is None:
+            try:
+                self._drops = PerCpuSums(self.bpf[b"drops"], HASH_ADDS + 1)
+            except KeyError:
+                return
+        *sums, self.hash_adds = self._drops.read().tolist()
         self._drop_counts = sums
         self.stats.dropped = sum(sums)
         reasons = [r for r, n in zip(DROP_REASONS, sums) if n]
@@ -257,6 +288,7 @@ class BpfSource(BaseSource):
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
             self.bpf = None
+            self._drops = None
 
 
 def err_tail(stderr: str, n: int = 400) -> str:
@@ -270,6 +302,8 @@ __all__ = [
     "DROP_REASONS",
     "cgroup_id_paths",
     "parse_unistd",
+    "HashReader",
+    "PerCpuSums",
     "read_hash",
     "shared_resolver",
     "syscall_names",

@@ -18,7 +18,6 @@ Layouts: union bpf_attr in include/uapi/linux/bpf.h (6.1).
 
 from __future__ import annotations
 
-import bisect
 import ctypes
 import ctypes.util
 import errno
@@ -32,18 +31,20 @@ MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM = 1, 2, 3
 MAP_LOOKUP_BATCH, MAP_DELETE_BATCH = 24, 27
 PERF_EVENT_IOC_DISABLE = 0x2401
 _libc = None
+_nr = None
 
 
 def _bpf(cmd: int, attr: ctypes.Array) -> int:
     """bpf(cmd, attr, sizeof attr); raises OSError with the kernel's errno."""
-    global _libc
+    global _libc, _nr
     if _libc is None:
+        nr = _SYS_BPF.get(platform.machine())
+        if nr is None:
+            raise OSError(errno.ENOSYS, f"no bpf(2) number known for {platform.machine()}")
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         _libc.syscall.restype = ctypes.c_long
-    nr = _SYS_BPF.get(platform.machine())
-    if nr is None:
-        raise OSError(errno.ENOSYS, f"no bpf(2) number known for {platform.machine()}")
-    res = _libc.syscall(ctypes.c_long(nr), ctypes.c_long(cmd), attr, ctypes.c_uint(len(attr)))
+        _nr = ctypes.c_long(nr)
+    res = _libc.syscall(_nr, ctypes.c_long(cmd), attr, ctypes.c_uint(len(attr)))
     if res < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -118,6 +119,33 @@ class BpfMap:
         return self._batch(MAP_DELETE_BATCH, None, None, keys, 0, count)
 
 
+class BatchCall:
+    """A BPF_MAP_*_BATCH call prepared once for a map and its token buffers: each call sets the
+    count and the buffers and enters the kernel, so a poll's reads build no ctypes objects."""
+
+    def __init__(self, bmap: BpfMap, cmd: int, in_tok, out_tok):
+        self.cmd = cmd
+        self.attr = ctypes.create_string_buffer(56)
+        self._in = _addr(in_tok)
+        self._in_batch = ctypes.c_uint64.from_buffer(self.attr, 0)
+        ctypes.c_uint64.from_buffer(self.attr, 8).value = _addr(out_tok)
+        self._keys = ctypes.c_uint64.from_buffer(self.attr, 16)
+        self._values = ctypes.c_uint64.from_buffer(self.attr, 24)
+        self._count = ctypes.c_uint32.from_buffer(self.attr, 32)
+        ctypes.c_uint32.from_buffer(self.attr, 36).value = bmap.map_fd
+
+    def __call__(self, keys: int, values: int, count: int, first: bool = True) -> tuple[int, int]:
+        """(entries done, errno or 0); first: from the start, else from the in token."""
+        self._in_batch.value = 0 if first else self._in
+        self._keys.value, self._values.value, self._count.value = keys, values, count
+        try:
+            _bpf(self.cmd, self.attr)
+            err = 0
+        except OSError as e:
+            err = e.errno
+        return self._count.value, err
+
+
 class LoadedProgram:
     """What is left of a bcc BPF object once loaded: maps and attachments by descriptor."""
 
@@ -161,21 +189,38 @@ class LoadedProgram:
 
 
 def kallsyms_lookup(addrs: list[int], path: str = "/proc/kallsyms") -> dict[int, tuple[str, int]]:
-    """Kernel address -> (symbol, offset) of the nearest symbol at or below it, for a few
-    addresses: one pass over kallsyms keeping only what they need (no table of every symbol)."""
-    want = sorted(set(addrs))
-    best: dict[int, tuple[int, str]] = {}
-    with open(path) as f:
-        for line in f:
-            p = line.split(None, 3)
-            if len(p) < 3 or p[1] not in "tTwW":
-                continue
-            a = int(p[0], 16)
-            i = bisect.bisect_left(want, a)  # the addresses at or above this symbol
-            for x in want[i:]:
-                if a and (x not in best or best[x][0] < a):
-                    best[x] = (a, p[2])
-    return {x: (name, x - a) for x, (a, name) in best.items()}
+    """Kernel address -> (symbol, offset) of the nearest text symbol at or below it (the first
+    in file order among equal addresses), for a few addresses: one read of kallsyms, parsed with
+    numpy (a Python loop over its ~120k lines cost as much as the read itself); only the few
+    names wanted are decoded, and nothing is kept (no table of every symbol)."""
+    import numpy as np
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        return {}
+    buf = np.frombuffer(data, dtype=np.uint8)
+    width = data.index(b" ")  # hex digits of an address: 16 on 64-bit kernels
+    starts = np.concatenate(([0], np.flatnonzero(buf[:-1] == 10) + 1))
+    starts = starts[starts + width + 2 < len(buf)]
+    text = (buf[starts + width] == 32) & np.isin(buf[starts + width + 1], np.frombuffer(b"tTwW", np.uint8))
+    starts = starts[text]
+    lut = np.zeros(256, dtype=np.uint64)
+    lut[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint64)
+    lut[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint64)
+    a = np.zeros(len(starts), dtype=np.uint64)
+    for j in range(width):
+        a = (a << np.uint64(4)) | lut[buf[starts + j]]
+    out: dict[int, tuple[str, int]] = {}
+    for x in sorted(set(addrs)):
+        below = np.where(a <= np.uint64(x), a, np.uint64(0))  # 0 (hidden addresses, none below) never wins
+        i = int(below.argmax()) if len(a) else 0
+        if not len(a) or below[i] == 0:
+            continue
+        s = int(starts[i]) + width + 3
+        e = data.find(b"\n", s)
+        out[x] = (data[s:e if e >= 0 else len(data)].split(None, 1)[0].decode(), x - int(a[i]))
+    return out
 
 
 _KSYMS: dict[tuple[int, bool], bytes] = {}

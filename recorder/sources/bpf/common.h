@@ -5,7 +5,9 @@
 #define DROP_RINGBUF_FULL 0
 #define DROP_RATE_LIMIT 1
 #define DROP_MAP_FULL 2
-BPF_PERCPU_ARRAY(drops, u64, 3);
+/* not a drop: adds to the program's hash (slots.h), read with the drops in one call */
+#define HASH_ADDS 3
+BPF_PERCPU_ARRAY(drops, u64, 4);
 
 static __always_inline void count_drop(int reason) {
     u64 *d = drops.lookup(&reason);

@@ -137,13 +137,14 @@ class IntervalCounterSource(BpfSource):
             return True
         return len(self.table.free) <= self.table.nslots // 4 and now >= self._scan_after
 
-    def _drain(self) -> Batches:
+    def _drain(self, last: bool = False) -> Batches:
         live = None
         if self._wants_scan(self.ctx.clock()):
             res = shared_resolver(self.ctx)
             res.rescan()
             live = set(res.paths)
-        hkeys, hcounts = self.counters.read_deltas(live)
+        self.update_drops()  # and the count of adds to the hash, taken before reading it
+        hkeys, hcounts = self.counters.read_deltas(live, force=last, adds=self.hash_adds)
         cgids, cols, scounts = self.table.read_deltas()
         end = self.ctx.clock()
         start, self.interval_start = self.interval_start, end
@@ -152,7 +153,6 @@ class IntervalCounterSource(BpfSource):
         if len(hkeys):
             fits = (hkeys["nr"] < NR_MAX) & (hkeys["slot"] < self.buckets if self.buckets > 1 else True)
             self.waiting = self.table.assign(np.unique(hkeys["cgid"][fits]))
-        self.update_drops()
         keys, counts = merge(np.concatenate([hkeys, self.slot_keys(cgids, cols)]),
                              np.concatenate([hcounts.astype(np.int64), scounts]))
         if not len(keys):
@@ -187,7 +187,7 @@ class IntervalCounterSource(BpfSource):
         if self.bpf is None:
             return []
         self.detach()  # no call after this read can be missed: none are counted any more
-        out = self._drain()
+        out = self._drain(last=True)
         self.table.close()
         self.close_bpf()
         return out
@@ -197,6 +197,15 @@ def merge(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Sum the counts of equal keys (a cgroup's calls in the interval its slot was given
     are partly in the hash, partly in its row), sorted by key."""
     if len(keys) == 0:
+        return keys, counts
+    names = list(keys.dtype.names)
+    order = np.lexsort([keys[n] for n in reversed(names)])  # by cgid, then nr, then the rest
+    keys, counts = keys[order], counts[order]
+    dup = np.ones(len(keys), dtype=bool)
+    for n in names:
+        dup[1:] &= keys[n][1:] == keys[n][:-1]
+    dup[0] = False
+    if not dup.any():  # the common case: every cell once (the hash had nothing new)
         return keys, counts
     uniq, inv = np.unique(keys, return_inverse=True)
     out = np.zeros(len(uniq), dtype=np.int64)

@@ -102,14 +102,18 @@ static __always_inline int on_exit(void) {
     u64 *v = hist.lookup(&k);
     if (v) {
         __sync_fetch_and_add(v, 1);
+        count_hash_add();
         return 0;
     }
     u64 one = 1;
-    if (hist.insert(&k, &one) == 0)
+    if (hist.insert(&k, &one) == 0) {
+        count_hash_add();
         return 0;
+    }
     v = hist.lookup(&k);
     if (v) {
         __sync_fetch_and_add(v, 1);
+        count_hash_add();
         return 0;
     }
     count_drop(DROP_MAP_FULL);

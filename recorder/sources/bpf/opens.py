@@ -72,6 +72,7 @@ class FileOpensSource(RawStreamSource):
 
     def _after_start(self, ctx: RecordContext) -> None:
         self._allowed: set[int] = set()
+        self._paths_seen: dict[int, str] | None = None
         self._sync_filter()
 
     def _sync_filter(self) -> None:
@@ -79,6 +80,9 @@ class FileOpensSource(RawStreamSource):
             return
         res = shared_resolver(self.ctx)
         res.rescan()
+        if res.paths == self._paths_seen:
+            return  # the same tree: the same ids match
+        self._paths_seen = dict(res.paths)
         want = matching_ids(res.paths, self.globs)
         table = self.bpf[b"allowed"]
         one = ctypes.c_uint8(1)
@@ -91,15 +95,12 @@ class FileOpensSource(RawStreamSource):
                 pass
         self._allowed = want
 
-    def next_poll_ns(self) -> int | None:
-        return min(super().next_poll_ns(), getattr(self, "_next_filter_ns", 0))
-
     def poll(self, now_ns: int) -> Batches:
-        if self.ctx is not None and now_ns >= getattr(self, "_next_filter_ns", 0):
+        # the filter follows the tree once an interval, in the poll that reads the drop counters:
+        # a schedule of its own woke the loop a second time every interval
+        nxt = self._next_due_ns
+        if self.ctx is not None and (nxt is None or now_ns >= nxt):
             self._sync_filter()
-            # from the planned time, not from now: on the grid of the other sampled work, one wake-up
-            due, every = getattr(self, "_next_filter_ns", 0) or now_ns, self.ctx.interval_ns
-            self._next_filter_ns = due + ((now_ns - due) // every + 1) * every
         return super().poll(now_ns)
 
     def decode(self, r: np.ndarray) -> Batches:

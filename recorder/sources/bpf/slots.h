@@ -20,6 +20,21 @@ BPF_F_TABLE("array", u32, u32, slot_hint, HINT_SIZE, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, u64, slot_owner, NR_SLOTS, BPF_F_MMAPABLE);
 BPF_HASH(slot_of, u64, u32, NR_SLOTS);
 
+/* Adds made to the program's hash (the path of cgroups without a slot), per CPU.
+ * Reading the hash walks all its buckets however few entries it has; user space
+ * takes this count before each read and skips the read while it has not moved
+ * (counters.py), so an idle node whose cgroups all have slots never walks it.
+ * Counted after the add: a count seen unchanged means every add before the
+ * previous count was in the previous read (x86 keeps the two stores in order;
+ * on a weaker order an add could show an interval late, never be lost: every
+ * counter is cumulative and the last read, at stop, is never skipped). */
+static __always_inline void count_hash_add(void) {
+    int i = HASH_ADDS;  /* the entry after the drop reasons in `drops` (common.h) */
+    u64 *n = drops.lookup(&i);
+    if (n)
+        *n += 1;  /* per-CPU slot; tracepoint programs do not nest on one CPU */
+}
+
 /* The slot of a cgroup, or NR_SLOTS when it has none. */
 static __always_inline u32 cgroup_slot(u64 cgid) {
     u32 h = (u32)cgid & (HINT_SIZE - 1);

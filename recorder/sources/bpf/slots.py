@@ -52,7 +52,10 @@ class SlotCounters:
         self.cgid_of = np.zeros(nslots, dtype=np.uint64)  # 0: free
         self.free = list(range(nslots))  # a heap: the lowest free slot first keeps `used` small
         self.used = 0  # rows [0, used) are read
-        self.prev = np.zeros((0, row), dtype=np.uint64)
+        # the last value read of every cell, and a scratch mask: allocated once (pages of rows
+        # never used stay unmapped), so a read allocates nothing of the rows' size
+        self.prev = np.zeros((nslots, row), dtype=np.uint64)
+        self._changed = np.zeros((nslots, row), dtype=bool)
         self.by_cgid: dict[int, int] = {}
 
     @property
@@ -61,11 +64,11 @@ class SlotCounters:
 
     def read_deltas(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cgroup ids, columns, deltas) of the cells that grew since the last read."""
-        cur = self.counts[: self.used].copy()
-        d = (cur - self.prev).view(np.int64)
-        self.prev = cur
-        rows, cols = np.nonzero(d)
-        return self.cgid_of[rows], cols, d[rows, cols]
+        n = self.used
+        cells = changed_cells(self.counts[:n], self.prev[:n], self._changed[:n])
+        rows, cols = np.divmod(cells, self.row)
+        d = take_growth(self.counts[:n], self.prev[:n], rows, cols)
+        return self.cgid_of[rows], cols, d
 
     def assign(self, cgids) -> int:
         """Give a free slot to each cgroup id that has none; returns how many found none."""
@@ -87,9 +90,7 @@ class SlotCounters:
                 self.hint[h] = s
             self.cgid_of[s] = cgid
             self.by_cgid[cgid] = s
-            if s >= self.used:
-                self.prev = np.vstack([self.prev, np.zeros((s + 1 - self.used, self.row), dtype=np.uint64)])
-                self.used = s + 1
+            self.used = max(self.used, s + 1)
         return waiting
 
     def recycle(self, live_ids: set[int]) -> int:
@@ -114,3 +115,23 @@ class SlotCounters:
             with contextlib.suppress(BufferError):  # a view still held elsewhere: unmapped when freed
                 m.close()
         self._maps = []
+
+
+def changed_cells(live: np.ndarray, prev: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """Flat indices of the cells of `live` (the mapped rows) that differ from `prev`: one
+    compare pass into a preallocated mask, no copy of the rows."""
+    np.not_equal(live, prev, out=scratch)
+    return np.flatnonzero(scratch)
+
+
+def take_growth(live: np.ndarray, prev: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Growth of the given cells since `prev`, which takes their values.
+
+    Each cell is loaded once: an add landing after the compare but before this load is
+    counted now, one landing after this load in the next read, so none is lost or doubled.
+    A cell the compare saw unchanged keeps its old `prev` and its later growth is counted
+    in the next read."""
+    cur = live[rows, cols]
+    d = (cur - prev[rows, cols]).view(np.int64)
+    prev[rows, cols] = cur
+    return d

@@ -41,15 +41,19 @@ static __always_inline int count_syscall(u32 nr) {
     u64 *v = counts.lookup(&k);
     if (v) {
         __sync_fetch_and_add(v, 1);
+        count_hash_add();
         return 0;
     }
     u64 one = 1;
-    if (counts.insert(&k, &one) == 0)  /* BPF_NOEXIST */
+    if (counts.insert(&k, &one) == 0) {  /* BPF_NOEXIST */
+        count_hash_add();
         return 0;
+    }
     /* another CPU inserted the key between our lookup and insert */
     v = counts.lookup(&k);
     if (v) {
         __sync_fetch_and_add(v, 1);
+        count_hash_add();
         return 0;
     }
     count_drop(DROP_MAP_FULL);
