@@ -10,17 +10,10 @@ from nodetape.recorder.kernelfs import cgroup_files as cf
 from nodetape.recorder.kernelfs.psi import PSI_KEYS, parse_psi, psi_values
 from nodetape.recorder.loop import _next_tick
 from nodetape.recorder.sources.net import iface_values
+from unit import test_kernelfs_cgroup as _cgroup_texts
 
-V2_CPU_STAT = b"""usage_usec 1234567
-user_usec 1000000
-system_usec 234567
-core_sched.force_idle_usec 0
-nr_periods 120
-nr_throttled 110
-throttled_usec 8800000
-nr_bursts 0
-burst_usec 0
-"""
+# the same kernel texts as the text parsers' tests, as the bytes the new parsers read
+V2_CPU_STAT = _cgroup_texts.V2_CPU_STAT.encode()
 V1_CPU_STAT = b"nr_periods 50\nnr_throttled 45\nthrottled_time 3600123456\nnr_bursts 0\nburst_time 0\n"
 
 
