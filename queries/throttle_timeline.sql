@@ -119,7 +119,8 @@ wp AS (
 -- The rows are sorted on integers only, then each key's strings are read from lists indexed by the
 -- key (pk numbers the paths 1..n): a sort that carried the strings moved ~0.6 GB of them at 100M
 -- rows (peak RSS 4.9 GB against 3.3). Only SELECT over one ordered subquery follows the sort, which
--- both engines keep in order (a join would not be bound to: Spark drops a sort beneath one).
+-- both engines keep in order (DuckDB plans each scalar subquery as a one-row product streaming the
+-- sorted side; a join would not be bound to keep it: Spark drops a sort beneath one).
 SELECT (SELECT list(cgroup_path ORDER BY pk) FROM paths)[w.pk] AS cgroup_path,
        (SELECT list(pod_uid ORDER BY pk) FROM paths)[w.pk] AS pod_uid,
        (SELECT list(container_id ORDER BY pk) FROM paths)[w.pk] AS container_id,
