@@ -19,6 +19,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from .common import WORK, median_spread, nodetape_cmd, proc_cpu_seconds, proc_rss_bytes
 
@@ -38,11 +39,19 @@ def _rollup(pid: int) -> dict:
     return out
 
 
-def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
+def _record(name: str, seconds: float, load: list[str] | None = None, tree: Path | None = None) -> dict:
+    """One recording of `seconds`; its CPU is measured from WARM_UP_S after the start to 1 s before
+    `seconds` (the recorder's --duration starts after its start-up, so the window ends while it still
+    records): the steady state, without start-up (BPF compiles) or shutdown (final flush, detach),
+    which once cost 0.06% of a core over 3 minutes. `tree`: another checkout to run instead of this
+    one (its own .venv and nodetape), measured by this same code (bench.idle_peer)."""
     tape = WORK / name
     shutil.rmtree(tape, ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    rec = subprocess.Popen(nodetape_cmd("record", str(tape), "--duration", f"{seconds}s", "--quiet"))
+    args = ("record", str(tape), "--duration", f"{seconds}s", "--quiet")
+    cmd = [str(tree / ".venv" / "bin" / "python"), "-m", "nodetape.cli", *args] if tree else nodetape_cmd(*args)
+    rec = subprocess.Popen(cmd, cwd=tree)
+    start = time.monotonic()
     loader = None
     cpu0 = None
     rss_samples = []
@@ -55,7 +64,8 @@ def _record(name: str, seconds: float, load: list[str] | None = None) -> dict:
             loader = subprocess.Popen(load, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=WORK)
         while rec.poll() is None:
             try:
-                cpu1, t1 = proc_cpu_seconds(rec.pid), time.monotonic()
+                if time.monotonic() - start < seconds - 1:
+                    cpu1, t1 = proc_cpu_seconds(rec.pid), time.monotonic()
                 rss_samples.append(proc_rss_bytes(rec.pid))
                 rollup = _rollup(rec.pid) or rollup
             except (OSError, IndexError):

@@ -17,13 +17,14 @@ rows indented under it. A wrapper costs ~1 us (two clock reads); a part has ~10 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import sys
 import threading
 import time
 import types
+
+from .common import thread_timed
 
 # (label, module, attribute path, depth): the steps, in the order printed
 STEPS = [
@@ -84,16 +85,7 @@ class Acc:
 
 
 def _timed(fn, label: str, acc: Acc):
-    clock = time.thread_time
-
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        t0 = clock()
-        try:
-            return fn(*a, **kw)
-        finally:
-            acc.add(label, clock() - t0)
-    return wrapper
+    return thread_timed(fn, lambda dt, *_: acc.add(label, dt))
 
 
 def _proxy(mod, label: str, attr: str, acc: Acc):

@@ -3,9 +3,9 @@
     python -m bench.idle_peer PEER_TREE [RUNS] [PEER_RUNS]
 
 Holds the shared benchmark lock for the whole comparison, then records an idle node with every source
-(bench_recording's `_record`: IDLE_S seconds, CPU after start-up, memory from smaps_rollup) alternating
-this tree and the peer: ours, peer, ours, peer, ours. Interleaving matters on a shared machine: what else
-runs drifts over minutes, and both sides see the same drift. Prints one JSON object: this tree's runs in
+(bench_recording's `_record`, for both trees: IDLE_S seconds, CPU in the steady state, memory from
+smaps_rollup) alternating this tree and the peer: ours, peer, ours, peer, ours. Interleaving matters
+on a shared machine: what else runs drifts over minutes, and both sides see the same drift. Prints one JSON object: this tree's runs in
 the shape of bench_recording.run()'s "idle"/"idle_runs", and the peer's per-run figures.
 """
 
@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import fcntl
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from .bench_queries import LOCK
 from .bench_recording import IDLE_S, _record, _spread
 
-# one idle run in the peer's tree, with the peer's own interpreter and nodetape
-_PEER = "import json; from bench.bench_recording import _record; print(json.dumps(_record('idle-peer', {s})))"
-
 
 def _peer_run(tree: Path, seconds: int) -> dict:
-    out = subprocess.run([str(tree / ".venv" / "bin" / "python"), "-c", _PEER.format(s=seconds)], cwd=tree,
-                         capture_output=True, text=True, timeout=seconds + 300, check=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    """One idle run of the peer's nodetape (its tree, its .venv), measured by this tree's `_record`:
+    both sides are measured by the same code, whatever the peer's own benchmark did."""
+    r = _record("idle-peer", seconds, tree=tree)
     return {"cpu_pct": r["cpu_pct"], "anon_mib": r["anon_bytes"] / 2**20, "file_mib": r["file_bytes"] / 2**20,
             "bytes_per_s": r["bytes_per_s"],
             "bytes_per_row_cgroup_samples": r["tables"].get("cgroup_samples", {}).get("bytes_per_row")}

@@ -29,6 +29,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from .common import thread_timed
+
 _cpu: dict[str, float] = defaultdict(float)  # step -> thread CPU seconds
 _calls: dict[str, int] = defaultdict(int)
 _blocks: dict[str, int] = defaultdict(int)  # step -> voluntary context switches inside it (sleeps, I/O, GIL)
@@ -38,15 +40,11 @@ _polled: list[str] = []
 
 
 def _timed(name: str, fn):
-    def wrapper(*a, **kw):
-        t0, v0 = time.thread_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
-        try:
-            return fn(*a, **kw)
-        finally:
-            _cpu[name] += time.thread_time() - t0
-            _blocks[name] += resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - v0
-            _calls[name] += 1
-    return wrapper
+    def record(dt: float, v0: int, v1: int) -> None:
+        _cpu[name] += dt
+        _blocks[name] += v1 - v0
+        _calls[name] += 1
+    return thread_timed(fn, record, probe=lambda *a, **kw: resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw)
 
 
 def _timed_poll(name: str, fn):

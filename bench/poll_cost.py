@@ -24,6 +24,8 @@ from pathlib import Path
 
 from nodetape.recorder import lifecycle
 
+from .common import thread_timed
+
 WARM_UP_S = 10.0
 BPF_SOURCES = ("drops", "latency", "lineage", "syscalls", "opens", "cgroup-tp", "throttle")
 _acc: dict[str, list[int]] = {}  # source name -> [polls, thread CPU ns(, hash reads in the window)]
@@ -31,26 +33,26 @@ _t0: list[float] = []
 _hash_reads: dict[str, int] = {}  # interval sources: whole-hash reads made (counters.py skips the rest)
 
 
+def _hash_reads_of(self, _now_ns=None) -> tuple[str, int | None]:
+    return self.name, getattr(getattr(self, "counters", None), "reads", None)
+
+
+def _record(dt: float, before: tuple, after: tuple) -> None:
+    if not (_t0 and time.monotonic() >= _t0[0]):
+        return
+    name, r0 = before
+    a = _acc.setdefault(name, [0, 0])
+    a[0] += 1
+    a[1] += round(dt * 1e9)
+    if after[1] is not None:
+        _hash_reads.setdefault(name, r0)  # the count when the window opened
+        a[2:] = [after[1] - _hash_reads[name]]
+
+
 def _wrap(cls):
     if getattr(cls.poll, "_nt_timed", False):
         return cls
-    inner = cls.poll
-
-    def poll(self, now_ns):
-        r0 = getattr(getattr(self, "counters", None), "reads", None)
-        c0 = time.thread_time_ns()
-        try:
-            return inner(self, now_ns)
-        finally:
-            if _t0 and time.monotonic() >= _t0[0]:
-                a = _acc.setdefault(self.name, [0, 0])
-                a[0] += 1
-                a[1] += time.thread_time_ns() - c0
-                reads = getattr(getattr(self, "counters", None), "reads", None)
-                if reads is not None:
-                    _hash_reads.setdefault(self.name, r0)  # the count when the window opened
-                    a[2:] = [reads - _hash_reads[self.name]]
-
+    poll = thread_timed(cls.poll, _record, probe=_hash_reads_of)
     poll._nt_timed = True
     cls.poll = poll
     return cls
