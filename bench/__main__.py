@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             results["sections"][name] = {"ok": False, "seconds": round(time.monotonic() - t0, 1),
                                          "error": f"{type(e).__name__}: {e}"}
         print(f"    done in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+    from .common import keep_notes
     from .report import headline, render
 
     results.update(headline(results))
@@ -107,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2, default=str)
         f.write("\n")
+    old = open(args.out).read() if os.path.exists(args.out) else ""
     with open(args.out, "w") as f:
-        f.write(render(results, command))
+        f.write(keep_notes(old, render(results, command)))  # each section's hand-written notes stay
     print(f"wrote {args.out} and {args.json}", file=sys.stderr)
     return 0
 

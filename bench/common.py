@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -69,9 +70,46 @@ def now() -> float:
     return time.monotonic()
 
 
+NOTES = "<!-- hand-written notes: kept when a benchmark rewrites this section -->"
+
+
+def _sections(text: str) -> list[str]:
+    """`text` cut before each level-2 heading (the first piece is what precedes the first one)."""
+    cuts = [0] + [m.start() + 1 for m in re.finditer(r"\n## ", text)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:] + [len(text)])]
+
+
+def keep_notes(old: str, new: str) -> str:
+    """`new` with each section's hand-written notes from `old` (the section's text from its NOTES
+    line to its end) appended to the section of the same heading. A benchmark regenerates its
+    tables and keeps the prose that explains them: what changed, what was tried, how it was read."""
+    notes = {}
+    for sec in _sections(old):
+        if NOTES in sec:
+            notes[sec.split("\n", 1)[0]] = sec[sec.index(NOTES):].rstrip("\n")
+    out = []
+    for sec in _sections(new):
+        kept = notes.get(sec.split("\n", 1)[0])
+        out.append(sec.rstrip("\n") + "\n\n" + kept + "\n\n" if kept and NOTES not in sec else sec)
+    return "".join(out).rstrip("\n") + "\n"
+
+
+def replace_section(text: str, marker: str, body: str) -> str:
+    """`text` with the section starting at `marker` replaced by `body` (appended when it has none),
+    the section's hand-written notes kept."""
+    if marker not in text:
+        return text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
+    start = text.index(marker)
+    nxt = text.find("\n## ", start + 1)
+    end = nxt + 1 if nxt >= 0 else len(text)
+    fresh = text[:start] + body.rstrip("\n") + "\n\n" + text[end:]
+    return keep_notes(text, fresh)
+
+
 def write_section(key: str, marker: str, section: dict, head: dict, markdown: str) -> None:
     """A standalone section's results into bench/results.json (its section and headline keys) and its
-    markdown into BENCHMARKS.md in place of its previous text (the section starting at `marker`)."""
+    markdown into BENCHMARKS.md in place of its previous text (the section starting at `marker`;
+    its hand-written notes kept)."""
     import json
 
     rpath = REPO / "bench" / "results.json"
@@ -81,8 +119,4 @@ def write_section(key: str, marker: str, section: dict, head: dict, markdown: st
     rpath.write_text(json.dumps(results, indent=2, default=str) + "\n")
     bpath = REPO / "BENCHMARKS.md"
     text = bpath.read_text() if bpath.exists() else ""
-    if marker in text:
-        start = text.index(marker)
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + (text[nxt + 1:] if nxt >= 0 else "")
-    bpath.write_text(text.rstrip("\n") + "\n\n" + markdown)
+    bpath.write_text(replace_section(text, marker, markdown))

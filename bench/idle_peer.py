@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def compare(peer: Path, runs: int = 3, peer_runs: int = 2, seconds: int = IDLE_S
             if i < peer_runs:
                 theirs.append(_peer_run(peer, seconds))
     median = sorted(ours, key=lambda r: r["cpu_pct"])[len(ours) // 2]
-    return {"idle": median, "idle_runs": _spread(ours), "peer": {"tree": str(peer), "runs": theirs}}
+    commit = subprocess.run(["git", "-C", str(peer), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return {"idle": median, "idle_runs": _spread(ours),
+            "peer": {"tree": str(peer), "commit": commit.stdout.strip() or None, "runs": theirs}}
 
 
 if __name__ == "__main__":

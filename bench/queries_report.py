@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .common import REPO
+from .common import REPO, replace_section
 
 MARKER = "## 5. Query speed on synthetic tapes"
 QUERIES = ("pod_births", "throttle_timeline")
@@ -85,12 +85,4 @@ def write(q: dict, head: tuple[dict, dict]) -> None:
     results.setdefault("spread", {}).update(spread)
     rpath.write_text(json.dumps(results, indent=2, default=str) + "\n")
     bpath = REPO / "BENCHMARKS.md"
-    text = bpath.read_text()
-    body = "\n".join([MARKER, "", *render(q)])
-    if MARKER in text:
-        start = text.index(MARKER)
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + body + ("\n" + text[nxt + 1:] if nxt >= 0 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    bpath.write_text(text)
+    bpath.write_text(replace_section(bpath.read_text(), MARKER, "\n".join([MARKER, "", *render(q)])))
