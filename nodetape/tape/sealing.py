@@ -29,29 +29,30 @@ class Sealer:
 
     def __init__(self, root: Path):
         self.root = root
-        self._folders: set[Path] = set()  # known to exist: no stat per part
+        self._folders: dict[str, Path] = {}  # table -> its folder, known to exist: no stat per part
         self._unsynced: set[Path] = set()
         self._sealed: list[tuple[str, Path, pa.Table]] = []
 
     def folder(self, table: str) -> Path:
-        folder = self.root / table
-        if folder not in self._folders:
+        folder = self._folders.get(table)  # by name: hashing a Path costs more than a str
+        if folder is None:
+            folder = self.root / table
             if not folder.exists():
                 folder.mkdir(mode=0o700)
                 fsync_dir(self.root)
-            self._folders.add(folder)
+            self._folders[table] = folder
         return folder
 
     def seal(self, table: str, name: str, data, rows: pa.Table, write=write_file) -> Path:
         """Write `data` under a temp name (`write`: the writer's, which tests replace), fsync,
         rename to `name`; durable at the next sync."""
         folder = self.folder(table)
-        tmp = folder / f".{name}.tmp"
+        tmp, final = folder / f".{name}.tmp", folder / name
         write(tmp, data)
-        os.replace(tmp, folder / name)
+        os.replace(tmp, final)
         self._unsynced.add(folder)
-        self._sealed.append((table, folder / name, rows))
-        return folder / name
+        self._sealed.append((table, final, rows))
+        return final
 
     def renamed_in(self, folder: Path) -> None:
         """A rename done elsewhere (a merged part, compact.py) that the next sync makes durable."""

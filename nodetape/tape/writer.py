@@ -69,6 +69,7 @@ class _TableBuffer:
     schema: pa.Schema
     time_column: str
     part_schema: pa.Schema  # the schema a part stores (partfile.py): its table is built in it, no cast
+    time_index: int  # the time column's position (-1: none); `column_names` built a list per part
     batches: list[pa.RecordBatch] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0
@@ -150,7 +151,8 @@ class TapeWriter(DiskFullEscalation):
         buf = self._buffers.get(table)
         if buf is None:
             s = schema_of(table)
-            buf = self._buffers[table] = _TableBuffer(table, s, table_of(table).time_column, part_schema(s))
+            tc, ps = table_of(table).time_column, part_schema(s)
+            buf = self._buffers[table] = _TableBuffer(table, s, tc, ps, ps.get_field_index(tc))
         return buf
 
     def _drop(self, table: str, rows: int, reason: str) -> None:
@@ -251,7 +253,7 @@ class TapeWriter(DiskFullEscalation):
         table = pa.Table.from_batches(buf.batches, schema=buf.part_schema)
         data = encode(table, buf.schema)
         self._sealer.seal(buf.name, part_name(buf.next_part), data, table, _write_file)
-        max_ns = column_max(table.column(buf.time_column)) if buf.time_column in table.column_names else None
+        max_ns = column_max(table.column(buf.time_index)) if buf.time_index >= 0 else None
         self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock(),
                                  blake2b_hex(data)))
         buf.next_part += 1
