@@ -113,7 +113,11 @@ def instrument(acc: Acc) -> list[str]:
     missing = []
     for label, modname, path, _ in STEPS:
         key = f"{label}@{modname}.{path}"
-        mod = importlib.import_module(modname)
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError:  # a module this tree does not have (the other side of an A/B)
+            missing.append(key)
+            continue
         head, _, tail = path.partition(".")
         owner = getattr(mod, head, None)
         if owner is None or (tail and not hasattr(owner, tail)):
