@@ -234,7 +234,6 @@ class Compactor:
         # touches it: a job carries its own inputs' rows
         self._memo: dict[tuple[str, str], pa.Table] = {}
         self._memo_bytes: dict[tuple[str, str], int] = {}  # their Arrow buffers, bounded by MEMO_BYTES
-        self._unplanned: dict[str, tuple | None] = {}  # table -> its parts' ranges when plan found nothing
         if writer.on_rows is None:
             writer.on_rows = self.remember
         self._thread = threading.Thread(target=self._run, name="nodetape-compact", daemon=True)
@@ -276,14 +275,7 @@ class Compactor:
             return 0  # one batch at a time
         groups = []
         for name, parts in live.items():
-            # a table whose parts are as they were when its plan was empty plans nothing again
-            # (plan depends on the parts' ranges and bytes only): at idle most tables wrote no part
-            key = tuple((p.index, p.end) for p in parts)
-            if self._unplanned.get(name) == key:
-                continue
-            found = plan(parts, self.policy)
-            self._unplanned[name] = None if found else key
-            groups += [(g, table_of(name).time_column, self._kept(name, g)) for g in found]
+            groups += [(g, table_of(name).time_column, self._kept(name, g)) for g in plan(parts, self.policy)]
         if groups:
             self._job = _Job(groups)
             self._idle.clear()
