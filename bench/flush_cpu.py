@@ -48,10 +48,13 @@ STEPS = [
     ("ledger.add", "nodetape.tape.retention", "PartLedger.add", 3),
     ("folder fsyncs + on_rows (sync_folders)", "nodetape.tape.writer", "TapeWriter.sync_folders", 2),
     ("folder fsync", "nodetape.tape.sealing", "fsync_dir", 3),
+    ("folder fsync (kept descriptor)", "nodetape.tape.sealing", "Sealer.fsync_folder", 3),
     ("retention enforce", "nodetape.tape.retention", "PartLedger.enforce", 2),
     ("manifest rewrite", "nodetape.tape.writer", "TapeWriter.write_manifest", 2),
     ("manifest to_dict", "nodetape.tape.format", "Manifest.to_dict", 3),
     ("manifest JSON+write+fsync+rename", "nodetape.tape.writer", "atomic_write_json", 3),
+    ("manifest text (cached pieces)", "nodetape.tape.manifest_text", "ManifestText.text", 3),
+    ("manifest write+fsync+rename", "nodetape.tape.writer", "atomic_write_text", 3),
     ("unlink pending", "nodetape.tape.retention", "PartLedger.unlink_pending", 2),
     ("plan merges", "nodetape.tape.compact", "Compactor.schedule", 1),
     ("malloc trim", "nodetape.recorder.memory", "Trimmer.maybe", 1),
@@ -102,7 +105,11 @@ def instrument(acc: Acc) -> list[str]:
     missing = []
     for label, modname, path, _ in STEPS:
         key = f"{label}@{modname}.{path}"
-        mod = importlib.import_module(modname)
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError:  # a module this tree does not have (the other side of an A/B)
+            missing.append(key)
+            continue
         head, _, tail = path.partition(".")
         owner = getattr(mod, head, None)
         if owner is None or (tail and not hasattr(owner, tail)):

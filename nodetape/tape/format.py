@@ -202,8 +202,13 @@ class Manifest(Mapping):
                           "retired_parts": 0, "retired_rows": 0, "retired_bytes": 0}
 
     def set_sources(self, sources: dict[str, dict]) -> None:
+        """Checked like a loaded manifest's; a source whose JSON equals its checked copy (compared
+        with the copy, so a dict changed in place is seen) keeps it: the recorder sends every
+        source at every flush, most unchanged, and checking walks each one's environment."""
         f = Fields("<recorder>")
-        self.sources = {k: Source.load(v, f, f"sources.{k}") for k, v in sources.items()}
+        old = self.sources
+        self.sources = {k: (old[k] if k in old and old[k].to_dict() == v else Source.load(v, f, f"sources.{k}"))
+                        for k, v in sources.items()}
 
     def set_drops(self, table: str, reasons: dict[str, int]) -> None:
         t = self.table(table)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from nodetape.tape.fields import PART_RE
@@ -75,8 +76,10 @@ class PartInfo:
     def end(self) -> int:
         return self.index if self.last is None else self.last
 
-    @property
+    @cached_property
     def name(self) -> str:
+        # kept: every flush's merge planning names every live part (compact.py), and a part's
+        # range never changes
         return part_name(self.index, self.last)
 
     @property

@@ -9,7 +9,8 @@ then fsyncs each folder once (`Sealer.sync`) before it rewrites the manifest. Th
 first of those fsyncs commits the filesystem's journal with every rename in it; the
 others find their folder's changes committed already (measured: 6 folders,
 write+fsync+rename+folder fsync per part 1.11-1.22 ms of CPU, folder fsyncs batched
-0.96-1.10 ms; docs/idle.md).
+0.96-1.10 ms; docs/idle.md). Each folder's descriptor is opened once and kept, so its fsync
+is one syscall (closed with the writer).
 """
 
 from __future__ import annotations
@@ -29,29 +30,32 @@ class Sealer:
 
     def __init__(self, root: Path):
         self.root = root
-        self._folders: set[Path] = set()  # known to exist: no stat per part
+        self._folders: dict[str, Path] = {}  # table -> its folder, known to exist: no stat per part
         self._unsynced: set[Path] = set()
         self._sealed: list[tuple[str, Path, pa.Table]] = []
+        # a descriptor per folder, kept: a folder fsync is then one syscall, not open+fsync+close
+        self._fds: dict[Path, int] = {}
 
     def folder(self, table: str) -> Path:
-        folder = self.root / table
-        if folder not in self._folders:
+        folder = self._folders.get(table)  # by name: hashing a Path costs more than a str
+        if folder is None:
+            folder = self.root / table
             if not folder.exists():
                 folder.mkdir(mode=0o700)
                 fsync_dir(self.root)
-            self._folders.add(folder)
+            self._folders[table] = folder
         return folder
 
     def seal(self, table: str, name: str, data, rows: pa.Table, write=write_file) -> Path:
         """Write `data` under a temp name (`write`: the writer's, which tests replace), fsync,
         rename to `name`; durable at the next sync."""
         folder = self.folder(table)
-        tmp = folder / f".{name}.tmp"
+        tmp, final = folder / f".{name}.tmp", folder / name
         write(tmp, data)
-        os.replace(tmp, folder / name)
+        os.replace(tmp, final)
         self._unsynced.add(folder)
-        self._sealed.append((table, folder / name, rows))
-        return folder / name
+        self._sealed.append((table, final, rows))
+        return final
 
     def renamed_in(self, folder: Path) -> None:
         """A rename done elsewhere (a merged part, compact.py) that the next sync makes durable."""
@@ -60,7 +64,25 @@ class Sealer:
     def sync(self) -> list[tuple[str, Path, pa.Table]]:
         """fsync each folder with a rename since the last sync, once; the parts sealed since."""
         for folder in sorted(self._unsynced):
-            fsync_dir(folder)
+            self.fsync_folder(folder)
         self._unsynced.clear()
         sealed, self._sealed = self._sealed, []
         return sealed
+
+    def fsync_folder(self, folder: Path) -> None:
+        fd = self._fds.get(folder)
+        if fd is None:
+            fd = self._fds[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.fsync(fd)
+
+    def close(self) -> None:
+        """Close the kept folder descriptors (the writer's close; a later sync opens them again)."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -44,7 +44,8 @@ import pyarrow as pa
 from nodetape.core.clock import boottime_ns
 from nodetape.tape.diskfull import _FULL, RAW_TABLES, DiskFull, DiskFullEscalation
 from nodetape.tape.format import FORMAT_VERSION, MANIFEST, Manifest
-from nodetape.tape.fs import atomic_write_json, create_tape_folder, reserve_space
+from nodetape.tape.fs import atomic_write_text, create_tape_folder, reserve_space
+from nodetape.tape.manifest_text import ManifestText
 from nodetape.tape.partfile import blake2b_hex, column_max, encode, part_schema, write_file as _write_file
 from nodetape.tape.sealing import Sealer
 from nodetape.tape.retention import PartInfo, PartLedger, part_name
@@ -69,6 +70,7 @@ class _TableBuffer:
     schema: pa.Schema
     time_column: str
     part_schema: pa.Schema  # the schema a part stores (partfile.py): its table is built in it, no cast
+    time_index: int  # the time column's position (-1: none); `column_names` built a list per part
     batches: list[pa.RecordBatch] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0
@@ -113,6 +115,7 @@ class TapeWriter(DiskFullEscalation):
         self._boot_clock = boot_clock
         self._buffers: dict[str, _TableBuffer] = {}
         self._sealer = Sealer(self.path)  # one folder fsync per folder per flush (sealing.py)
+        self._text = ManifestText()  # the manifest's JSON, re-encoding only what changed
         self._buffered = 0
         self._last_flush = self._last_early = clock()
         # table -> reason -> rows dropped by the writer itself
@@ -150,7 +153,8 @@ class TapeWriter(DiskFullEscalation):
         buf = self._buffers.get(table)
         if buf is None:
             s = schema_of(table)
-            buf = self._buffers[table] = _TableBuffer(table, s, table_of(table).time_column, part_schema(s))
+            tc, ps = table_of(table).time_column, part_schema(s)
+            buf = self._buffers[table] = _TableBuffer(table, s, tc, ps, ps.get_field_index(tc))
         return buf
 
     def _drop(self, table: str, rows: int, reason: str) -> None:
@@ -251,7 +255,7 @@ class TapeWriter(DiskFullEscalation):
         table = pa.Table.from_batches(buf.batches, schema=buf.part_schema)
         data = encode(table, buf.schema)
         self._sealer.seal(buf.name, part_name(buf.next_part), data, table, _write_file)
-        max_ns = column_max(table.column(buf.time_column)) if buf.time_column in table.column_names else None
+        max_ns = column_max(table.column(buf.time_index)) if buf.time_index >= 0 else None
         self.ledger.add(PartInfo(buf.name, buf.next_part, table.num_rows, data.size, max_ns, self._boot_clock(),
                                  blake2b_hex(data)))
         buf.next_part += 1
@@ -280,7 +284,7 @@ class TapeWriter(DiskFullEscalation):
     def _try_write_manifest(self) -> bool:
         try:
             self.sync_folders()
-            atomic_write_json(self.path / MANIFEST, self.manifest.to_dict())
+            atomic_write_text(self.path / MANIFEST, self._text.text(self.manifest))
             self.manifest_stale = False
             return True
         except OSError:
@@ -291,7 +295,7 @@ class TapeWriter(DiskFullEscalation):
         for _ in range(8):
             try:
                 self.sync_folders()
-                atomic_write_json(self.path / MANIFEST, self.manifest.to_dict())
+                atomic_write_text(self.path / MANIFEST, self._text.text(self.manifest))
                 self.manifest_stale = False
                 return
             except OSError as e:
@@ -340,8 +344,10 @@ class TapeWriter(DiskFullEscalation):
         self.manifest.close(end_ns)
         if self.dropped or self.early_flushes or self.compaction:
             self.manifest.writer = self.stats_json()
-        if self.failed:
-            self._try_write_manifest()
-        else:
-            self._write_manifest_or_fail()
-
+        try:
+            if self.failed:
+                self._try_write_manifest()
+            else:
+                self._write_manifest_or_fail()
+        finally:
+            self._sealer.close()  # its kept folder descriptors

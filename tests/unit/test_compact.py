@@ -212,6 +212,33 @@ def test_small_parts_merge_from_memory_into_the_same_bytes(tmp_path, monkeypatch
     assert _rows(tmp_path / "memo") == _rows(tmp_path / "disk")
 
 
+def test_a_flushs_tiny_part_keeps_dictionary_pages_and_a_merge_does_not(tmp_path):
+    """A flush writes a tiny part's dictionary columns as they are (no dense Cast per column);
+    a merge writes them dense, the same bytes from memory or from files (test above)."""
+    import pyarrow.parquet as pq
+
+    def dict_pages(path):
+        md = pq.ParquetFile(path).metadata.row_group(0)
+        return {md.column(i).path_in_schema for i in range(md.num_columns) if md.column(i).has_dictionary_page}
+
+    w = TapeWriter(tmp_path / "t", _manifest(), delete_grace_ns=0)
+    c = Compactor(w, Policy(fan_in=3, max_units=81))
+    for i in range(3):
+        w.append("psi_samples", _psi([i * 10 + 1, i * 10 + 2]))
+        w.flush()
+    folder = tmp_path / "t" / "psi_samples"
+    assert dict_pages(folder / part_name(0)) == {"scope", "resource"}
+    c.install_done()
+    c.schedule()
+    assert c.wait(60)
+    c.install_done()
+    c.stop()
+    w.flush()
+    assert read_manifest(tmp_path / "t").tables["psi_samples"].parts[0] == part_name(0, 2)
+    assert dict_pages(folder / part_name(0, 2)) == set()
+    assert _rows(tmp_path / "t")[:2] == [(1, 1.0), (2, 2.0)]
+
+
 def test_retention_retires_a_compacted_part_by_its_newest_row(tmp_path):
     class Clock:
         t = 0
@@ -352,7 +379,10 @@ def test_a_flush_fsyncs_each_folder_once_after_its_renames(tmp_path, monkeypatch
 
     synced, renamed = [], []
     real_fsync, real_replace = sealing.fsync_dir, sealing.os.replace
-    monkeypatch.setattr(sealing, "fsync_dir", lambda p: synced.append(p.name) or real_fsync(p))
+    real_folder = sealing.Sealer.fsync_folder
+    monkeypatch.setattr(sealing, "fsync_dir", lambda p: synced.append(p.name) or real_fsync(p))  # the tape folder
+    # a table folder's, through its kept descriptor
+    monkeypatch.setattr(sealing.Sealer, "fsync_folder", lambda self, p: synced.append(p.name) or real_folder(self, p))
     # (os is one module: the manifest's renames are seen too)
     monkeypatch.setattr(sealing.os, "replace", lambda a, b: renamed.append((os.path.basename(b), len(synced)))
                         or real_replace(a, b))
