@@ -337,14 +337,14 @@ class TapeWriter(DiskFullEscalation):
         return self.manifest.add_clock_pair(pair, keep_from_ns=keep_from_ns)
 
     def close(self, end_ns: int) -> None:
-        if not self.failed:
-            self.flush()
-        self.ledger.finish(0 if self.failed else 1_000_000_000)
-        self._release_reserve()
-        self.manifest.close(end_ns)
-        if self.dropped or self.early_flushes or self.compaction:
-            self.manifest.writer = self.stats_json()
-        try:
+        try:  # the kept folder descriptors are closed whatever fails (a last flush's EIO, disk full)
+            if not self.failed:
+                self.flush()
+            self.ledger.finish(0 if self.failed else 1_000_000_000)
+            self._release_reserve()
+            self.manifest.close(end_ns)
+            if self.dropped or self.early_flushes or self.compaction:
+                self.manifest.writer = self.stats_json()
             if self.failed:
                 self._try_write_manifest()
             else:

@@ -239,6 +239,49 @@ def test_a_flushs_tiny_part_keeps_dictionary_pages_and_a_merge_does_not(tmp_path
     assert _rows(tmp_path / "t")[:2] == [(1, 1.0), (2, 2.0)]
 
 
+def test_a_part_cut_from_a_bigger_column_writes_no_dictionary_page(tmp_path):
+    """Rows sliced out of a big dictionary column keep its whole dictionary: written as a page, a
+    3-row part would carry 5,000 paths (replay --out cutting a window from a compacted part)."""
+    import pyarrow.parquet as pq
+
+    n = 5000
+    big = schemas.batch("psi_samples", {"ts_ns": list(range(1, n + 1)), "scope": [f"/kubepods/pod-{i:05d}" for i in range(n)],
+                                        "resource": ["cpu"] * n, "some_avg10": [0.0] * n})
+    cut = big.slice(7, 3)
+    assert len(cut.column(cut.schema.get_field_index("scope")).dictionary) == n
+    w = TapeWriter(tmp_path / "t", _manifest(), delete_grace_ns=0)
+    w.append("psi_samples", cut)
+    w.flush()
+    path = tmp_path / "t" / "psi_samples" / part_name(0)
+    md = pq.ParquetFile(path).metadata.row_group(0)
+    assert not any(md.column(i).has_dictionary_page for i in range(md.num_columns))
+    assert path.stat().st_size < 4096
+    assert pq.read_table(path)["scope"].to_pylist() == ["/kubepods/pod-00007", "/kubepods/pod-00008", "/kubepods/pod-00009"]
+
+
+def test_close_releases_the_kept_folder_descriptors_when_its_last_flush_fails(tmp_path, monkeypatch):
+    import errno
+
+    from nodetape.tape import writer as writer_mod
+
+    w = TapeWriter(tmp_path / "t", _manifest(), delete_grace_ns=0)
+    w.append("psi_samples", _psi([1]))
+    w.flush()
+    kept = dict(w._sealer._fds)
+    assert kept
+    w.append("psi_samples", _psi([2]))
+
+    def eio(path, data):
+        raise OSError(errno.EIO, "I/O error")
+    monkeypatch.setattr(writer_mod, "_write_file", eio)
+    with pytest.raises(OSError):
+        w.close(5)
+    assert not w._sealer._fds
+    for fd in kept.values():
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
 def test_retention_retires_a_compacted_part_by_its_newest_row(tmp_path):
     class Clock:
         t = 0
