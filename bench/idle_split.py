@@ -37,6 +37,16 @@ _blocks: dict[str, int] = defaultdict(int)  # step -> voluntary context switches
 _loop: dict[str, int] = {}  # the loop thread's ident
 _passes: list[tuple[int, tuple[str, ...]]] = []  # (boottime at the pass, sources polled)
 _polled: list[str] = []
+_gc: dict[str, float] = defaultdict(float)  # "genN": collections, "cpu": thread CPU seconds inside them
+
+
+def _gc_callback(phase: str, info: dict) -> None:
+    # the cyclic GC runs on whichever thread allocates: its time is counted there too
+    if phase == "start":
+        _gc["t0"] = time.thread_time()
+    else:
+        _gc["cpu"] += time.thread_time() - _gc.get("t0", time.thread_time())
+        _gc[f"gen{info['generation']}"] += 1
 
 
 def _timed(name: str, fn):
@@ -104,7 +114,7 @@ def _sleeps() -> int:
 def _snapshot() -> dict:
     return {"t": time.monotonic(), "proc": sum(os.times()[:2]), "threads": _thread_cpu(),
             "cpu": dict(_cpu), "calls": dict(_calls), "blocks": dict(_blocks), "passes": len(_passes),
-            "sleeps": _sleeps()}
+            "sleeps": _sleeps(), "gc": dict(_gc)}
 
 
 def _diff(a: dict, b: dict) -> dict:
@@ -120,7 +130,8 @@ def _diff(a: dict, b: dict) -> dict:
     return {"wall_s": round(wall, 2), "process_pct_core": round(100 * (b["proc"] - a["proc"]) / wall, 4),
             "threads_pct_core": threads, "steps": steps,
             "wakeups_per_s": round((b["passes"] - a["passes"]) / wall, 3),
-            "loop_sleeps_per_s": round((b["sleeps"] - a["sleeps"]) / wall, 3)}
+            "loop_sleeps_per_s": round((b["sleeps"] - a["sleeps"]) / wall, 3),
+            "gc": {k: round(v - a["gc"].get(k, 0.0), 6) for k, v in b["gc"].items() if k != "t0"}}
 
 
 def _measure(warmup: float, seconds: float, result: dict) -> None:
@@ -139,6 +150,7 @@ def _measure(warmup: float, seconds: float, result: dict) -> None:
 def _print(r: dict) -> None:
     print(f"window {r['wall_s']} s: process {r['process_pct_core']}% of a core, "
           f"loop passes {r['wakeups_per_s']}/s, loop thread sleeps {r['loop_sleeps_per_s']}/s")
+    print(f"  cyclic GC in the window: {r['gc']}")
     for k, v in sorted(r["threads_pct_core"].items(), key=lambda kv: -kv[1]):
         print(f"  thread {k:40s} {v:8.4f}%")
     for k, v in r["steps"].items():
@@ -159,6 +171,9 @@ def main() -> None:
 
     memory.configure()  # as `nodetape record` does, before pyarrow loads
     instrument()
+    import gc
+
+    gc.callbacks.append(_gc_callback)
     from nodetape import cli
 
     result: dict = {}

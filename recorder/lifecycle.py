@@ -108,7 +108,8 @@ def poll_all(states: list[SourceState], now_ns: int, write: Write, ready: set[in
             continue
         finally:
             st.max_poll_ns = max(st.max_poll_ns, time.monotonic_ns() - t0)
-        write(out)
+        if out:
+            write(out)
 
 
 def stop_source(st: SourceState, write: Write) -> None:

@@ -31,6 +31,20 @@ def schema(name: str) -> pa.Schema:
     return table(name).schema
 
 
+# seq's in-batch order for batches of up to this many rows: a slice of one array (zero-copy),
+# not an array built from range() for each batch (10 us for a few rows; every poll with rows makes one)
+_SEQ_ROWS = 4096
+_SEQ: list[pa.Array] = []
+
+
+def _in_batch_order(length: int) -> pa.Array:
+    if length > _SEQ_ROWS:
+        return pa.array(range(length), type=pa.int64())
+    if not _SEQ:
+        _SEQ.append(pa.array(range(_SEQ_ROWS), type=pa.int64()))
+    return _SEQ[0].slice(0, length)
+
+
 def _spelled_out(v: Any) -> Any:
     if isinstance(v, str):
         return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -90,7 +104,7 @@ def batch(name: str, columns: Mapping[str, Any]) -> pa.RecordBatch:
     cols = dict(columns)
     if "seq" in t.column_names and cols.get("seq") is None:
         # in-batch order; the tape writer renumbers seq across the whole table
-        cols["seq"] = pa.array(range(length), type=pa.int64())
+        cols["seq"] = _in_batch_order(length)
     arrays = [_to_array(cols.get(c.name), c, length) for c in t.columns]
     return pa.RecordBatch.from_arrays(arrays, schema=t.schema)
 

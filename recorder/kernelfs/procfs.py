@@ -106,3 +106,19 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
         if len(parts) == 3:
             out[parts[1]] = parts[2]
     return out
+
+
+def vmstat_counter(data: bytes, name: bytes) -> int | None:
+    """The counter `name` of /proc/vmstat's text (None when the kernel has no such line)."""
+    key = name + b" "
+    if data.startswith(key):
+        i = 0
+    else:
+        i = data.find(b"\n" + key) + 1
+        if i == 0:
+            return None
+    end = data.find(b"\n", i)
+    try:
+        return int(data[i + len(key): end if end >= 0 else len(data)])
+    except ValueError:
+        return None

@@ -15,7 +15,10 @@ Rows (table cgroup_events):
 - `oom`, `oom_kill`, `memory_high`, `memory_max` from growth of cgroup2
   `memory.events` counters (count = growth since the previous read), and
   `oom_kill` from the v1 `memory.oom_control` counter, which has no inotify
-  notification: it is re-read every interval.
+  notification: it is re-read every interval, unless no OOM kill happened anywhere
+  since the last round began and no cgroup came or went (the kernel counts every kill
+  in /proc/vmstat's oom_kill as it counts it in the cgroup's, mm/oom_kill.c; used on
+  the host's /sys/fs/cgroup and /proc only, one pread of a kept descriptor).
 
 Events are handled on a reader thread as they arrive, so `cgroup.events` is
 read right after the kernel changes it and ts_ns is within milliseconds of the
@@ -49,6 +52,7 @@ from ..fdcache import KeptFile
 from ..k8s import identity
 from ..kernelfs.cgroup_files import parse_flat_keyed
 from ..kernelfs.cgroupfs import UNIFIED
+from ..kernelfs.procfs import vmstat_counter
 from ..source import BaseSource, Batches, RecordContext, SourceUnavailable, no_hierarchy
 
 _COLS = ("ts_ns", "source", "kind", "hierarchy", "cgroup_path", "cgroup_id", "count",
@@ -93,6 +97,8 @@ class CgroupInotifySource(BaseSource):
         self._oom_files: dict[tuple[str, str], KeptFile] = {}
         self._oom_raw: dict[tuple[str, str], bytes] = {}  # what each oom_control read last (unchanged: not parsed)
         self._oom_round: list[tuple[str, str]] = []  # v1 memory cgroups still to re-read this round
+        self._vmstat: KeptFile | None = None  # /proc/vmstat, whose oom_kill says whether a round can change anything
+        self._oom_seen: tuple[int, int] | None = None  # (oom kills, tree generation) when the last round began
         self._v1_main: str | None = None  # the v1 hierarchy whose cgroups get populated rows
         self._v1_populated: dict[str, bool] = {}  # rel -> populated, for v1-only cgroups
         self._procs_round: list[str] = []  # populated v1 cgroups still to re-read this round
@@ -109,6 +115,8 @@ class CgroupInotifySource(BaseSource):
             raise SourceUnavailable(f"inotify: {e.strerror}") from None
         h = ctx.layout.controllers.get("memory")
         self._v1_memory = h if h and h != UNIFIED else None
+        if self._v1_memory and str(ctx.cgroup_root) == "/sys/fs/cgroup" and str(ctx.proc_root) == "/proc":
+            self._vmstat = KeptFile("/proc/vmstat")
         v1 = [n for n in ctx.layout.hierarchies if n != UNIFIED]
         cpu = ctx.layout.controllers.get("cpu")
         self._v1_main = cpu if cpu in v1 else (sorted(v1)[0] if v1 else None)
@@ -311,7 +319,12 @@ class CgroupInotifySource(BaseSource):
         # v1 memory.oom_control has no inotify notification (only eventfd via
         # cgroup.event_control), so its oom_kill counter is polled each interval
         if not self._oom_round:
+            kills = self._oom_kills()
             with self.tree.locked():
+                seen = None if kills is None else (kills, self.tree.generation)
+                if seen is not None and seen == self._oom_seen:
+                    return  # no kill anywhere and the same cgroups since the last round began: nothing to read
+                self._oom_seen = seen
                 self._oom_round = [k for k in self._mem_state if k[0] == self._v1_memory]
             self._oom_round.reverse()  # popped from the end: in insertion order
 
@@ -320,6 +333,15 @@ class CgroupInotifySource(BaseSource):
                 self._check_memory(ts, "inotify", key[0], key[1], self.tree.nodes.get(key), "memory.oom_control")
 
         self._reread(self._oom_round, check)
+
+    def _oom_kills(self) -> int | None:
+        """The kernel's count of OOM kills so far (/proc/vmstat), None where it is not used or unknown."""
+        if self._vmstat is None:
+            return None
+        try:
+            return vmstat_counter(self._vmstat.read(16384), b"oom_kill")
+        except OSError:
+            return None
 
     def _poll_v1_procs(self) -> None:
         # a process that exits notifies nothing on v1: populated v1-only cgroups are re-read each interval
@@ -358,6 +380,8 @@ class CgroupInotifySource(BaseSource):
             # no more rows are taken: neither called nor holding the tree back any more
             self.tree.unsubscribe(self._on_event, self._full)
             release_shared(self.ctx, self.tree)
+        if self._vmstat is not None:
+            self._vmstat.close()
         for kf in self._oom_files.values():
             kf.close()
         self._oom_files.clear()

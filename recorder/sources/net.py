@@ -15,9 +15,12 @@ Changes are noticed as they happen: a thread listens to the kernel's link
 notifications (rtnetlink, group RTMGRP_LINK: every RTM_NEWLINK/RTM_DELLINK;
 sysfs has the interface before the message is sent) and compares
 SYS/class/net at once, so ts_ns is within milliseconds of the change (a
-pod's veth appearing is the CNI-done signal pod_births uses). The listing is
-also compared once per interval, which is all there is where netlink cannot
-be opened.
+pod's veth appearing is the CNI-done signal pod_births uses), and wakes the
+loop for the rows. With the thread listening, nothing is read per interval: every
+change the listing holds comes with a link message (an overflowed socket reports
+ENOBUFS, and the thread compares all the same), so an idle node's loop does not
+poll the source at all. Where netlink cannot be opened (or SYS is another folder)
+the listing is compared once per interval instead.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
 _COUNTERS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped")
 _COLS = ("ts_ns", "event", "ifname", "ifindex", "operstate", "mtu", "address", *_COUNTERS)
 _RTMGRP_LINK = 1
+_NEVER = 1 << 62
 _ATTRS = ("ifindex", "operstate", "mtu", "address")
 
 
@@ -137,7 +141,14 @@ class NetSource(BaseSource):
         p = select.poll()
         p.register(self._nl.fileno(), select.POLLIN)
         p.register(self._stop_r, select.POLLIN)
+        ts = self.ctx.clock()  # first a comparison: what changed between the snapshot and the bind
         while True:
+            with self._lock:
+                rows = self._changes(ts)
+                first = rows and not self._pending
+                self._pending += rows
+            if first:
+                self.ctx.wake()  # the first rows since the last poll: the loop takes them at its next tick
             fds = {fd for fd, _ in p.poll()}
             if self._stop_r in fds:
                 return
@@ -147,8 +158,6 @@ class NetSource(BaseSource):
                     pass
             except OSError:
                 pass  # drained (EAGAIN), or ENOBUFS: the comparison below sees the current state anyway
-            with self._lock:
-                self._pending += self._changes(ts)
 
     def _changes(self, ts: int) -> list[tuple]:
         """Rows for what differs from the last listing (holding self._lock)."""
@@ -199,9 +208,16 @@ class NetSource(BaseSource):
         """A row with the interface's counters read now (none for a removed one)."""
         return ts, ev, name, v, (self._counters(name) if ev != "removed" else [None] * len(_COUNTERS))
 
+    def next_poll_ns(self) -> int | None:
+        """With the netlink thread: at the next tick while its rows wait (it wakes the loop), else
+        never; without it, each interval."""
+        if getattr(self, "_thread", None) is None:
+            return super().next_poll_ns()
+        return 0 if self._pending else _NEVER
+
     def poll(self, now_ns: int) -> Batches:
         with self._lock:
-            if self.due(now_ns):
+            if self._thread is None and self.due(now_ns):
                 self._pending += self._changes(self.ctx.clock())
             rows, self._pending = self._pending, []
         return self._emit(rows)

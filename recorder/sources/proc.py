@@ -4,7 +4,12 @@ At start: pid 1's namespaces (the host reference: a container's namespace
 inode differs from pid 1's) and every process. Then each interval, the
 processes that appeared since (a listing of PROC compared with the last one):
 comm, PPid, argv[0], cgroup path and id, and the inode of each /proc/PID/ns/*.
-A process that exits before it is read is simply skipped. At most
+A process that exits before it is read is simply skipped.
+The listing is skipped while no pid was allocated since the last one: PROC/loadavg's
+last field is the pid namespace's most recent pid (any process or thread made in it
+or below moves it), one pread of a kept descriptor. That holds only where PROC is the
+procfs of the recorder's own pid namespace (loadavg counts the reader's namespace), so
+it is used only where PROC/self is this process; elsewhere every interval lists PROC. At most
 `proc_max_per_poll` (default 500) new processes are read per interval so a
 fork storm cannot stall the loop; the rest are read at the next interval.
 
@@ -37,6 +42,8 @@ class ProcSource(BaseSource):
         self._known: set[int] = set()
         self._pending: list[int] = []
         self._names: list[str] | None = None  # the last listing of PROC
+        self._loadavg = -1  # a kept descriptor of PROC/loadavg, where it tells new pids (_last_pid)
+        self._last_pid: bytes | None = None
 
     def probe(self, ctx: RecordContext) -> None:
         if not (ctx.proc_root / "1").is_dir():
@@ -50,6 +57,11 @@ class ProcSource(BaseSource):
             (lay.hierarchies.get(lay.controllers[c]) and lay.controllers[c] for c in ("cpu", "memory", "pids") if c in lay.controllers), None)
         self._max = int(ctx.options.get("proc_max_per_poll", 500))
         self._root = str(ctx.proc_root)
+        try:
+            if os.readlink(f"{self._root}/self") == str(os.getpid()):
+                self._loadavg = os.open(f"{self._root}/loadavg", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass  # not procfs of this pid namespace: the listing every interval
         ts = ctx.clock()
         # pid 1's namespaces are the host reference; where pid 1 cannot be read (a sandbox
         # denies ptrace access to it) the recorder's own namespaces are the reference
@@ -59,7 +71,20 @@ class ProcSource(BaseSource):
         self._pending = self._list_new()
         return out + self._read_pending()
 
+    def _no_new_pid(self) -> bool:
+        """Whether no pid was allocated since the last call (False when it cannot tell)."""
+        if self._loadavg < 0:
+            return False
+        try:
+            last = os.pread(self._loadavg, 128, 0).rsplit(b" ", 1)[-1]
+        except OSError:
+            return False
+        same, self._last_pid = last == self._last_pid, last
+        return same
+
     def _list_new(self) -> list[int]:
+        if self._no_new_pid():
+            return []  # the same processes, or fewer: nothing new to read
         try:
             names = os.listdir(self._root)
         except OSError:
@@ -144,4 +169,10 @@ class ProcSource(BaseSource):
         if not self.due(now_ns):
             return []
         self._pending.extend(self._list_new())
-        return self._read_pending()
+        return self._read_pending() if self._pending else []
+
+    def stop(self) -> Batches:
+        if self._loadavg >= 0:
+            os.close(self._loadavg)
+            self._loadavg = -1
+        return []

@@ -84,3 +84,14 @@ def test_identity_columns_kept_while_the_things_are_the_same():
 ])
 def test_next_tick_stays_on_the_grid(due, now, period, want):
     assert _next_tick(due, now, period) == want
+
+
+def test_vmstat_counter_finds_a_whole_line_only():
+    from nodetape.recorder.kernelfs.procfs import vmstat_counter
+
+    text = b"nr_free_pages 4623649\noom_kill 12\nxoom_kill 9\n"
+    assert vmstat_counter(text, b"oom_kill") == 12
+    assert vmstat_counter(text, b"nr_free_pages") == 4623649
+    assert vmstat_counter(b"oom_kill 3", b"oom_kill") == 3
+    assert vmstat_counter(b"xoom_kill 9\n", b"oom_kill") is None
+    assert vmstat_counter(b"", b"oom_kill") is None

@@ -225,6 +225,7 @@ class BpfSource(BaseSource):
         self.compile_ns: int | None = None
         self._drop_counts = [0] * len(DROP_REASONS)
         self._drops = None  # PerCpuSums of `drops`
+        self._drops_raw = None  # its last read (sums and hash adds), to skip the stats when unchanged
         self.hash_adds: int | None = None  # adds to the program's hash, as of the last update_drops
 
     def probe(self, ctx: RecordContext) -> None:
@@ -268,7 +269,11 @@ class BpfSource(BaseSource):
                 self._drops = PerCpuSums(self.bpf[b"drops"], HASH_ADDS + 1)
             except KeyError:
                 return
-        *sums, self.hash_adds = self._drops.read().tolist()
+        raw = self._drops.read()
+        if self._drops_raw is not None and np.array_equal(raw, self._drops_raw):
+            return  # nothing dropped and nothing added since the last read: the stats hold
+        self._drops_raw = raw
+        *sums, self.hash_adds = raw.tolist()
         self._drop_counts = sums
         self.stats.dropped = sum(sums)
         reasons = [r for r, n in zip(DROP_REASONS, sums) if n]
@@ -288,7 +293,7 @@ class BpfSource(BaseSource):
             with contextlib.suppress(Exception):
                 self.bpf.cleanup()
             self.bpf = None
-            self._drops = None
+            self._drops = self._drops_raw = None
 
 
 def err_tail(stderr: str, n: int = 400) -> str:

@@ -49,7 +49,8 @@ class PacketDropsSource(RawStreamSource):
         flags = [*super().cflags(ctx), f"-DSKB_DEV_OFF={-1 if dev is None else dev}",
                  f"-DDEV_IFINDEX_OFF={-1 if ifi is None else ifi}"]
         if rate > 0:
-            flags += [f"-DRATE_PER_CPU_NS={max(1, (os.cpu_count() or 1) * 1_000_000_000 // rate)}ULL",
+            self.rate_window_ns = max(1, (os.cpu_count() or 1) * 1_000_000_000 // rate)
+            flags += [f"-DRATE_PER_CPU_NS={self.rate_window_ns}ULL",
                       f"-DRATE_BURST_NS={100_000_000}ULL"]
         return flags
 

@@ -66,6 +66,9 @@ class FileOpensSource(RawStreamSource):
                  f"-DFILTER_ALL={int(self.filter_all)}"]
         if rate > 0:
             per_cpu_ns = max(1, (os.cpu_count() or 1) * 1_000_000_000 // rate)
+            # an open that passed reserves at the call's exit, which may come any time later (a
+            # FIFO's open blocks): its rate drops can follow no reservation, so read them every interval
+            self.rate_window_ns = 1 << 62
             # a burst of a tenth of a second of budget per CPU
             flags += [f"-DRATE_PER_CPU_NS={per_cpu_ns}ULL", f"-DRATE_BURST_NS={100_000_000}ULL"]
         return flags

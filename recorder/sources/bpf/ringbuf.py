@@ -61,6 +61,11 @@ class RingBufferConsumer:
         self._data = np.frombuffer(self._prod_map, dtype=np.uint8, offset=self.page)
         self.malformed = 0
 
+    def positions(self) -> tuple[int, int]:
+        """(consumer, producer) positions: equal when the ring is empty; the producer's moves at
+        every reservation, committed, discarded or not yet either."""
+        return int(self._cons[0]), int(self._prod[0])
+
     def pending_bytes(self) -> int:
         return int(self._prod[0]) - int(self._cons[0])
 

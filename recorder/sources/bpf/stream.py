@@ -10,6 +10,16 @@ tick), so an idle recorder sleeps and a busy ring never waits to fill.
 Every poll takes at most `max_bytes` of records in one batch (ringbuf.py), so
 the recorder stays responsive whatever the event rate; the excess is counted
 in the kernel as ringbuf_full drops.
+
+The drop counters are read once an interval, except while they provably cannot have
+moved: the ring was empty at the last interval's poll and its producer position has not
+moved since (no reservation was made, so none failed: a ringbuf_full drop needs a full
+ring). A rate-limited program (opens, drops: common.h rate_ok) also drops without
+reserving, but only within one event's budget (`rate_window_ns`) of an event that passed
+and reserved (drops: in the same run of the program), so there the ring must have been
+still for two intervals in a row (and the budget be under half an interval; opens reserves
+at the call's exit, any time later, so its counters are read every interval). An idle node's ring sources then cost a read of
+two positions an interval, not a bpf(2) call.
 """
 
 from __future__ import annotations
@@ -52,10 +62,23 @@ def cstr(a: np.ndarray) -> list[str]:
     return np.char.decode(raw.view(f"S{width}").reshape(len(a)), "utf-8", errors="replace").tolist()
 
 
+def drops_still(cons: int, prod: int, still: int, still_at: int | None, rate_window_ns: int,
+                interval_ns: int) -> tuple[int, int | None, bool]:
+    """(still, still_at, skip) after one interval's read of a ring at positions (cons, prod):
+    `still` counts the intervals in a row the ring was empty at the producer position
+    `still_at`; skip says the drop counters cannot have moved since the last interval."""
+    still = still + 1 if cons == prod and prod == still_at else 0
+    need = 1 if not rate_window_ns else 2 if 2 * rate_window_ns < interval_ns else None
+    return still, prod if cons == prod else None, need is not None and still >= need
+
+
 class RawStreamSource(BpfSource):
     record: ClassVar[np.dtype]
     # ring buffer size in pages (power of 2); options[<name>_ringbuf_pages] overrides
     ringbuf_pages: ClassVar[int] = 256
+    # a rate-limited program's drops come within this long of an event that reserved (0: no rate limit)
+    rate_window_ns: int = 0
+    _still, _still_at = 0, None  # intervals the ring has been empty and still, at this producer position
 
     def pages(self, ctx: RecordContext) -> int:
         n = int(ctx.options.get(f"{self.name.replace('-', '_')}_ringbuf_pages", self.ringbuf_pages))
@@ -85,12 +108,20 @@ class RawStreamSource(BpfSource):
     def next_poll_ns(self) -> int | None:
         return self._next_due_ns if self._next_due_ns is not None else 0
 
+    def _drops_still(self) -> bool:
+        """Whether the drop counters cannot have moved since they were last read (docstring above);
+        called once an interval, after the ring is read."""
+        cons, prod = self.consumer.positions()
+        self._still, self._still_at, skip = drops_still(cons, prod, self._still, self._still_at,
+                                                        self.rate_window_ns, self.ctx.interval_ns)
+        return skip
+
     def wait_fds(self) -> list[int]:
         return [self.consumer.fd]
 
     def poll(self, now_ns: int) -> Batches:
         recs = self.consumer.read()
-        if self.due(now_ns):
+        if self.due(now_ns) and not self._drops_still():
             self.update_drops()
         if not len(recs):
             return []
