@@ -195,8 +195,9 @@ class TapeWriter(DiskFullEscalation):
                 buf.next_seq += b.num_rows
             buf.batches.append(b)
             buf.rows += b.num_rows
-            buf.nbytes += b.nbytes
-            self._buffered += b.nbytes
+            size = b.nbytes  # 20-130 us a small batch in pyarrow 26 (it walks the buffers' used ranges): once
+            buf.nbytes += size
+            self._buffered += size
         if buf.nbytes >= self.max_buffer_bytes:
             self._flush_table_safe(buf)
             self.sync_folders()
