@@ -6,7 +6,7 @@
 -- any eBPF row saw it; ids/paths: its cgroup2 id (what eBPF reports) and every path
 -- it has, across hierarchies; procs: its processes, eBPF lineage rows by cgroup2 id,
 -- /proc scan rows by path; exec: its first process exec (eBPF exec events, else
--- the first process a /proc scan found running something other than the runtime's init).
+-- the first process a /proc scan found), not counting the runtime's own init.
 created AS (
     SELECT host, pod_uid, ckey, source, ts_ns, ts, seq, hierarchy, cgroup_path
     FROM ev WHERE kind = 'created'
@@ -45,8 +45,19 @@ procs AS (
     FROM processes p JOIN paths pa ON p.host = pa.host AND p.cgroup_path = pa.cgroup_path
     WHERE p.source <> 'ebpf'
 ),
--- exec: eBPF exec events; without them, the first process a /proc scan found
--- running something other than the runtime's init (runc:[2:INIT])
+-- exec: eBPF exec events; without them, the first process a /proc scan found.
+-- Neither counts the runtime's own init, which can be inside the container's
+-- cgroup before the entrypoint: runc's parent moves `runc init` into it while
+-- that init may still be re-exec'ing itself from a copy of its binary (runc
+-- 1.1's cloned binary: an exec of /dev/fd/N; comm 'runc' on recent kernels, the
+-- fd's number before), and a /proc scan can find it there as 'exe' (it was
+-- exec'd as /proc/self/exe) with argv[0] 'runc', before it names itself
+-- runc:[0:PARENT] ... runc:[2:INIT]. Which of the move and the re-exec comes
+-- first is a race (2 of some 90 recordings of 5 starts each here): counted, a container whose
+-- entrypoint never ran looked exec'd. So an init is known by its comm (runc*,
+-- 'exe'), by an exec of /proc/self/exe or of a file descriptor (a binary run
+-- that way is the runtime's copy of itself, not an image's entrypoint), or, on
+-- /proc rows whose filename is argv[0], by argv[0] runc.
 exec_cand AS (
     SELECT p.host, p.pod_uid, p.ckey, p.ts_ns, p.ts, p.seq,
            CASE WHEN p.source = 'ebpf' THEN 0 ELSE 1 END AS pref,
@@ -56,8 +67,10 @@ exec_cand AS (
                      || ' via /proc scan (exec at or before)' END AS detail
     FROM procs p JOIN ent e USING (host, pod_uid, ckey)
     WHERE p.ts_ns >= e.t0
-      AND ((p.source = 'ebpf' AND p.event = 'exec')
-           OR (p.source <> 'ebpf' AND p.event = 'seen' AND coalesce(p.comm, '') NOT LIKE 'runc%'))
+      AND ((p.source = 'ebpf' AND p.event = 'exec') OR (p.source <> 'ebpf' AND p.event = 'seen'))
+      AND NOT (coalesce(p.comm, '') LIKE 'runc%' OR coalesce(p.comm, '') = 'exe'
+               OR regexp_matches(coalesce(p.filename, ''), '^/(proc/self/exe|dev/fd/[0-9]+|proc/self/fd/[0-9]+)$')
+               OR (p.source <> 'ebpf' AND regexp_matches(coalesce(p.filename, ''), '(^|/)runc$')))
 ),
 exec AS (
     SELECT host, pod_uid, ckey, 'exec' AS stage,

@@ -11,7 +11,10 @@
 --   namespaces_isolated first of its processes whose namespaces differ from the
 --                       host's (pid 1 rows of `namespaces`, else the recorder's
 --                       own rows written with them at start)
---   exec                first exec inside it (the container's entrypoint)
+--   exec                first exec inside it (the container's entrypoint); not
+--                       the runtime's own init, which can be moved in before it
+--                       re-execs itself (runc*, 'exe', an exec of /proc/self/exe
+--                       or /dev/fd/N; an entrypoint run that way is not counted)
 --   first_syscalls      first in-kernel syscall count charged to it
 --   populated           cgroup.events said populated 1
 -- Pods run by a CRI runtime (the `runtime` source's `containers` rows) show their

@@ -16,16 +16,17 @@ def _path(pod, cid=None):
     return f"/kubepods/burstable/pod{pod}" + (f"/{cid}" if cid else "")
 
 
-def _tape(tmp_path, with_processes=True):
+def _tape(tmp_path, with_processes=True, more_procs=()):
     ev, procs = [], []
     for pod, sb, app, t in ((A, SB_A, APP_A, 10 * S), (B, SB_B, APP_B, 12 * S)):
         ev += [(t, "created", _path(pod), 1, pod, None),
                (t + 100 * MS, "created", _path(pod, sb), IDS[sb], pod, sb),
                (t + 300 * MS, "created", _path(pod, app), IDS[app], pod, app),
                (t + 310 * MS, "populated", _path(pod, app), IDS[app], pod, app)]
-        procs += [(t + 150 * MS, 1000 + IDS[sb], "/bin/sleep", IDS[sb])]
+        procs += [(t + 150 * MS, "ebpf", "exec", 1000 + IDS[sb], "sleep", "/bin/sleep", IDS[sb], None)]
         if pod == A:
-            procs += [(t + 350 * MS, 1000 + IDS[app], "/bin/sh", IDS[app])]
+            procs += [(t + 350 * MS, "ebpf", "exec", 1000 + IDS[app], "sh", "/bin/sh", IDS[app], None)]
+    procs += list(more_procs)
     tables = {
         "cgroup_events": {
             "ts_ns": [r[0] for r in ev], "seq": list(range(len(ev))), "source": ["ebpf"] * len(ev),
@@ -44,10 +45,9 @@ def _tape(tmp_path, with_processes=True):
         "recorder_stats": {"ts_ns": [15 * S], "source": ["recorder"]},
     }
     if with_processes:
-        tables["processes"] = {
-            "ts_ns": [p[0] for p in procs], "seq": list(range(len(procs))), "source": ["ebpf"] * len(procs),
-            "event": ["exec"] * len(procs), "pid": [p[1] for p in procs], "tgid": [p[1] for p in procs],
-            "filename": [p[2] for p in procs], "cgroup_id": [p[3] for p in procs]}
+        cols = ("ts_ns", "source", "event", "pid", "comm", "filename", "cgroup_id", "cgroup_path")
+        tables["processes"] = {c: [p[i] for p in procs] for i, c in enumerate(cols)}
+        tables["processes"].update(seq=list(range(len(procs))), tgid=tables["processes"]["pid"])
     return write_tape(tmp_path / "t", tables)
 
 
@@ -82,3 +82,34 @@ def test_pod_stuck_lists_the_pod_whose_app_never_execd(tmp_path):
 
 def test_pod_stuck_says_nothing_without_process_rows(tmp_path):
     assert api.open(_tape(tmp_path, with_processes=False)).query("pod_stuck").num_rows == 0
+
+
+# runc 1.1's `runc init` inside B's app cgroup before any entrypoint: its parent moved it
+# there (a race with what follows) while it was still 'exe' (exec'd as /proc/self/exe,
+# argv[0] runc), then it re-exec'd its cloned binary through a file descriptor, then named
+# itself runc:[2:INIT]; the entrypoint's execve failed. As recorded on a real containerd.
+RUNC_INIT_B = [
+    (12 * S + 301 * MS, "proc", "seen", 2200, "exe", "runc", IDS[APP_B], _path(B, APP_B)),
+    (12 * S + 303 * MS, "ebpf", "exec", 2200, "runc", "/dev/fd/6", IDS[APP_B], None),
+    (12 * S + 304 * MS, "proc", "seen", 2201, "6", "runc", IDS[APP_B], _path(B, APP_B)),
+    (12 * S + 305 * MS, "ebpf", "exec", 2201, "exe", "/proc/self/exe", IDS[APP_B], None),
+    (12 * S + 320 * MS, "proc", "seen", 2202, "runc:[2:INIT]", "runc", IDS[APP_B], _path(B, APP_B)),
+]
+
+
+def test_the_runtimes_own_init_is_not_the_entrypoints_exec(tmp_path):
+    tape = api.open(_tape(tmp_path, more_procs=RUNC_INIT_B))
+    rows = tape.query("pod_stuck").to_pylist()
+    assert [(r["pod_uid"], r["last_stage"]) for r in rows] == [(B, "populated (app)")]
+    assert not [r for r in tape.query("pod_births").to_pylist() if r["pod_uid"] == B and r["stage"] == "exec"]
+    startup = {r["pod_uid"]: r for r in tape.query("pod_startup").to_pylist()}
+    assert startup[B]["first_exec_ms"] is None and startup[A]["first_exec_ms"] == 350.0
+
+
+def test_a_proc_scan_still_finds_an_entrypoint_the_runtime_started(tmp_path):
+    # B's app did start, seen only by a /proc scan: its runc rows before it do not hide it
+    ran = (12 * S + 400 * MS, "proc", "seen", 2202, "sh", "/bin/sh", IDS[APP_B], _path(B, APP_B))
+    tape = api.open(_tape(tmp_path, more_procs=RUNC_INIT_B + [ran]))
+    assert tape.query("pod_stuck").num_rows == 0
+    b = [r for r in tape.query("pod_births").to_pylist() if r["pod_uid"] == B and r["stage"] == "exec"]
+    assert [(r["container_name"], r["offset_ms"]) for r in b] == [("app", 100.0)]
