@@ -59,6 +59,10 @@ class SourceStats:
     drops_by_reason: dict[str, int] = field(default_factory=dict)
 
 
+# next_poll_ns of a source that only a wake-up (its wait_fds, ctx.wake) makes due
+NEVER = 1 << 62
+
+
 class Source(Protocol):
     name: ClassVar[str]
     tables: ClassVar[tuple[str, ...]]

@@ -33,22 +33,35 @@ def atomic_write_text(path: Path, text: str) -> None:
     """`text` and a newline, like atomic_write_json (the manifest's text, manifest_text.py):
     bytes through os.write, no text-file object per rewrite."""
     tmp = path.with_name(f".{path.name}.tmp")
-    view = memoryview((text + "\n").encode())
+    write_file(tmp, (text + "\n").encode())
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
+
+
+def write_file(path: Path, data, mode: int = 0o600) -> None:
+    """Write bytes, fsync; remove the file on any error (ENOSPC leaves no half file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def create_tape_folder(p: Path, manifest: dict, name: str = "manifest.json") -> None:
@@ -93,8 +106,5 @@ def reserve_space(f: Path, nbytes: int) -> bool:
             os.close(fd)
         return True
     except OSError:
-        try:
-            os.unlink(f)
-        except OSError:
-            pass
+        _unlink_quietly(f)
         return False

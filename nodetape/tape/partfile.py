@@ -22,8 +22,9 @@ Parquet settings, one by one:
   columns, `seq` and non-null columns (what time pruning, verify and the reader's
   footer NULL check use), and no dictionary pages (at a few dozen rows a string
   column's dictionary page costs more than it saves: -7% on a 14-row part) except
-  on the dictionary-typed columns of a flush's tiny part (writing them dense costs
-  a Cast per column, 13 us each; merges stay dense); big parts (compacted ones, bench and slice tapes) keep all three.
+  on the dictionary-typed columns of a flush's tiny part whose dictionaries are no
+  longer than its rows (writing them dense costs a Cast per column, 13 us each;
+  merges stay dense); big parts (compacted ones, bench and slice tapes) keep all three.
 
 The checksum is BLAKE2b (hashlib, 32-byte digest) of the file's bytes, computed on
 the encoded buffer before it is written, so it costs no extra read.
@@ -32,13 +33,13 @@ the encoded buffer before it is written, so it costs no extra read.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from nodetape.tape.fs import write_file  # noqa: F401 - the tape writers' part write, imported from here
 
 DIGEST_SIZE = 32
 
@@ -159,22 +160,3 @@ def blake2b_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def write_file(path: Path, data, mode: int = 0o600) -> None:
-    """Write bytes, fsync; remove the file on any error (ENOSPC leaves no half file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        raise
-    os.close(fd)

@@ -21,9 +21,8 @@ import select
 
 from ...schemas import batch
 from ..kernelfs.procfs import MountInfo, parse_mountinfo
-from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
+from ..source import NEVER, BaseSource, Batches, RecordContext, SourceUnavailable
 
-_NEVER = 1 << 62
 _CHANGED = select.POLLPRI | select.POLLERR
 _COLS = ("ts_ns", "event", "mount_id", "parent_id", "major_minor", "root", "mountpoint", "options", "fstype",
          "source", "super_options")
@@ -88,7 +87,7 @@ class MountsSource(BaseSource):
 
     def next_poll_ns(self) -> int | None:
         """On procfs only when the descriptor reports a change (wait_fds), else each interval."""
-        return _NEVER if self._notified else super().next_poll_ns()
+        return NEVER if self._notified else super().next_poll_ns()
 
     def wait_fds(self) -> list[int]:
         return [self._wake_fd] if self._wake_fd >= 0 else []

@@ -32,12 +32,11 @@ import threading
 
 from ...schemas import batch
 from ..fdcache import KeptFile
-from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
+from ..source import NEVER, BaseSource, Batches, RecordContext, SourceUnavailable
 
 _COUNTERS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped")
 _COLS = ("ts_ns", "event", "ifname", "ifindex", "operstate", "mtu", "address", *_COUNTERS)
 _RTMGRP_LINK = 1
-_NEVER = 1 << 62
 _ATTRS = ("ifindex", "operstate", "mtu", "address")
 
 
@@ -213,7 +212,7 @@ class NetSource(BaseSource):
         never; without it, each interval."""
         if getattr(self, "_thread", None) is None:
             return super().next_poll_ns()
-        return 0 if self._pending else _NEVER
+        return 0 if self._pending else NEVER
 
     def poll(self, now_ns: int) -> Batches:
         with self._lock:

@@ -29,7 +29,7 @@ from ..cgroup_tree import release_shared, shared_tree
 from ..kernelfs.cgroupfs import UNIFIED
 from ..kernelfs.psi import parse_psi
 from ..kernelfs.psi_trigger import Trigger, parse_trigger
-from ..source import BaseSource, Batches, RecordContext, SourceUnavailable
+from ..source import NEVER, BaseSource, Batches, RecordContext, SourceUnavailable
 
 _COLS = ("ts_ns", "scope", "resource", "kind", "stall_usec", "window_usec", "total_usec")
 CAP_SYS_RESOURCE = 24
@@ -52,7 +52,6 @@ def matching(rels, globs: list[str]) -> list[str]:
     return sorted(r for r in rels if any(fnmatch.fnmatch(r, g) for g in globs))
 
 
-_NEVER = 1 << 62
 
 
 class PsiTriggerSource(BaseSource):
@@ -196,7 +195,7 @@ class PsiTriggerSource(BaseSource):
             return 0
         if self._globs and self._v2 is not None:
             return self._next_due_ns if self._next_due_ns is not None else 0
-        return _NEVER  # only when a trigger fires (the thread wakes the loop)
+        return NEVER  # only when a trigger fires (the thread wakes the loop)
 
     def poll(self, now_ns: int) -> Batches:
         if self._globs and self._v2 is not None and self._thread is not None and self.due(now_ns):

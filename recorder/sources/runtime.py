@@ -42,7 +42,7 @@ from collections import OrderedDict, deque
 from ...schemas import batch
 from ..cgroup_tree import release_shared, shared_tree
 from ..k8s import identity
-from ..source import BaseSource, Batches, RecordContext, SourceUnavailable, no_hierarchy
+from ..source import NEVER, BaseSource, Batches, RecordContext, SourceUnavailable, no_hierarchy
 
 DEFAULT_STATE_DIRS = ("/run/containerd", "/run/containers/storage")
 RETRY_NS = 10_000_000_000
@@ -54,7 +54,6 @@ MAX_WAITING = 50_000
 MAX_SPEC_BYTES = 4 << 20
 MAX_VALUE_CHARS = 1024
 _REMEMBERED = 100_000  # container ids already written (bounded: oldest forgotten first)
-_NEVER = 1 << 62
 _PLAIN_ID = re.compile(r"^[0-9A-Za-z_][0-9A-Za-z_.\-]{0,254}$")
 _COLS = ("ts_ns", "seq", "source", "container_id", "container_type", "pod_uid", "pod_name", "pod_namespace",
          "container_name", "image", "sandbox_id", "runtime", "cgroup_path")
@@ -270,7 +269,7 @@ class RuntimeSource(BaseSource):
             return 0
         if self._waiting:
             return min(w[4] for w in self._waiting.values())
-        return _NEVER
+        return NEVER
 
     def poll(self, now_ns: int) -> Batches:
         if self._tree is not None:

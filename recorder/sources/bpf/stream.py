@@ -18,8 +18,8 @@ ring). A rate-limited program (opens, drops: common.h rate_ok) also drops withou
 reserving, but only within one event's budget (`rate_window_ns`) of an event that passed
 and reserved (drops: in the same run of the program), so there the ring must have been
 still for two intervals in a row (and the budget be under half an interval; opens reserves
-at the call's exit, any time later, so its counters are read every interval). An idle node's ring sources then cost a read of
-two positions an interval, not a bpf(2) call.
+at the call's exit, any time later, so its counters are read every interval). An idle node's
+ring sources then cost a read of two positions an interval, not a bpf(2) call.
 """
 
 from __future__ import annotations
