@@ -174,7 +174,8 @@ READS = {
         "psi_samples": "host, scope, resource, ts, some_avg10",
     },
 }
-GEN_VERSION = 2  # bump when generate() changes: cached tapes of another version are made again
+GEN_VERSION = 3  # bump when generate() or the part encoding changes: cached tapes of another version are made again
+# (3: parts keep only the dictionary values they use, nodetape/tape/partfile.py tight_dictionaries)
 LOCK = "/tmp/nodetape-kernel.lock"  # shared with the other benchmarks and kernel tests
 
 # one timed run in a fresh process: open the tape, run the named query (or the ceiling's scans) to

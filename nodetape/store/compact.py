@@ -112,7 +112,9 @@ class _Sink:
         self.rows = 0
 
     def add(self, data: pa.Table) -> None:
-        self.buf.append(data)
+        from nodetape.tape.partfile import tight_dictionaries
+
+        self.buf.append(tight_dictionaries(data))  # a part read back holds its file's whole dictionary page
         self.n += data.num_rows
         if self.n >= ROW_GROUP:
             whole = pa.concat_tables(self.buf)

@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 
 from nodetape.schemas import table as table_of
 from nodetape.tape.fs import fsync_dir
-from nodetape.tape.partfile import LEAN_ROWS, blake2b_hex, parquet_options, part_schema
+from nodetape.tape.partfile import LEAN_ROWS, blake2b_hex, parquet_options, part_schema, tight_dictionaries
 from nodetape.tape.partfile import write_file as _write_file
 from nodetape.tape.retention import PartInfo
 from nodetape.tape.tiers import FAN_IN, Policy, plan, tier, units  # noqa: F401 - the policy, re-exported
@@ -139,6 +139,8 @@ def _read(path: Path, want: pa.Schema) -> pa.Table:
 def encode_sorted(t: pa.Table, row_group_rows: int = ROW_GROUP_ROWS, schema: pa.Schema | None = None) -> pa.Buffer:
     """`schema`: the declared table's (its units choose the delta-encoded columns); a small result is lean."""
     sink = pa.BufferOutputStream()
+    if t.num_rows > LEAN_ROWS:
+        t = tight_dictionaries(t)  # a part read back holds its file's whole dictionary page
     opts = parquet_options(schema or t.schema, t.num_rows <= LEAN_ROWS, t.num_rows)
     pq.write_table(t, sink, row_group_size=row_group_rows, **opts)
     return sink.getvalue()

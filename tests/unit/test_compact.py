@@ -443,3 +443,51 @@ def test_a_flush_fsyncs_each_folder_once_after_its_renames(tmp_path, monkeypatch
     assert renamed[-5:] == [(part_name(0), 1), (part_name(0), 2), ("manifest.json", 4),
                             (part_name(1), 4), ("manifest.json", 5)]
     assert read_manifest(tmp_path / "t").tables["psi_samples"].parts == [part_name(0), part_name(1)]
+
+
+def test_a_big_part_keeps_only_the_dictionary_values_its_rows_use(tmp_path):
+    """A big part (over LEAN_ROWS rows) has dictionary pages; rows sliced out of a bigger column carry
+    its whole dictionary, which Arrow's writer would copy into the part (the 100M-row bench tape's
+    cgroup_samples parts held 73,520 paths each for ~527 used). The part holds the values used,
+    the rows read back the same, and so does a merge of such parts."""
+    import pyarrow.parquet as pq
+
+    from nodetape.tape.partfile import LEAN_ROWS, tight_dictionaries
+
+    n, used = 60_000, 300
+    rows = LEAN_ROWS + 1000
+    scope = pa.DictionaryArray.from_arrays(pa.array([i % used for i in range(rows)], pa.int32()),
+                                           pa.array([f"/kubepods/pod-{i:05d}" for i in range(n)]))
+
+    def part(first_ts):
+        return pa.Table.from_batches([schemas.batch("psi_samples", {
+            "ts_ns": list(range(first_ts, first_ts + rows)), "scope": scope,
+            "resource": ["cpu"] * rows, "some_avg10": [0.0] * rows})])
+
+    big = part(1)
+    assert len(big.column("scope").chunk(0).dictionary) == n
+    tight = tight_dictionaries(big)
+    assert tight.schema == big.schema and tight.column("scope").to_pylist() == big.column("scope").to_pylist()
+    assert len(tight.column("scope").chunk(0).dictionary) == used
+    assert tight_dictionaries(tight) is tight  # nothing loose: the same table, no copy
+
+    w = TapeWriter(tmp_path / "t", _manifest(), delete_grace_ns=0)
+    c = Compactor(w, Policy(fan_in=3, max_units=81))
+    for i in range(3):
+        w.append("psi_samples", part(1 + i * 10**7).to_batches()[0])
+        w.flush()
+    folder = tmp_path / "t" / "psi_samples"
+    f = pq.ParquetFile(folder / part_name(0))
+    assert len(f.read_row_group(0, columns=["scope"]).column(0).chunk(0).dictionary) == used
+    assert f.metadata.row_group(0).column(1).total_uncompressed_size < 30_000  # 60,000 paths: ~1.2 MB
+    c.install_done()
+    c.schedule()
+    assert c.wait(60)
+    c.install_done()
+    c.stop()
+    w.flush()
+    merged = folder / read_manifest(tmp_path / "t").tables["psi_samples"].parts[0]
+    out = pq.read_table(merged)
+    assert out.num_rows == 3 * rows
+    assert out.column("scope").to_pylist() == big.column("scope").to_pylist() * 3
+    assert max(len(ch.dictionary) for ch in out.column("scope").chunks) == used
