@@ -212,6 +212,16 @@ def test_small_parts_merge_from_memory_into_the_same_bytes(tmp_path, monkeypatch
     assert _rows(tmp_path / "memo") == _rows(tmp_path / "disk")
 
 
+def _merge_and_stop(c: Compactor, w: TapeWriter) -> None:
+    """Run the merges the sealed parts call for, install them, and flush the manifest."""
+    c.install_done()
+    c.schedule()
+    assert c.wait(60)
+    c.install_done()
+    c.stop()
+    w.flush()
+
+
 def test_a_flushs_tiny_part_keeps_dictionary_pages_and_a_merge_does_not(tmp_path):
     """A flush writes a tiny part's dictionary columns as they are (no dense Cast per column);
     a merge writes them dense, the same bytes from memory or from files (test above)."""
@@ -228,12 +238,7 @@ def test_a_flushs_tiny_part_keeps_dictionary_pages_and_a_merge_does_not(tmp_path
         w.flush()
     folder = tmp_path / "t" / "psi_samples"
     assert dict_pages(folder / part_name(0)) == {"scope", "resource"}
-    c.install_done()
-    c.schedule()
-    assert c.wait(60)
-    c.install_done()
-    c.stop()
-    w.flush()
+    _merge_and_stop(c, w)
     assert read_manifest(tmp_path / "t").tables["psi_samples"].parts[0] == part_name(0, 2)
     assert dict_pages(folder / part_name(0, 2)) == set()
     assert _rows(tmp_path / "t")[:2] == [(1, 1.0), (2, 2.0)]
@@ -480,12 +485,7 @@ def test_a_big_part_keeps_only_the_dictionary_values_its_rows_use(tmp_path):
     f = pq.ParquetFile(folder / part_name(0))
     assert len(f.read_row_group(0, columns=["scope"]).column(0).chunk(0).dictionary) == used
     assert f.metadata.row_group(0).column(1).total_uncompressed_size < 30_000  # 60,000 paths: ~1.2 MB
-    c.install_done()
-    c.schedule()
-    assert c.wait(60)
-    c.install_done()
-    c.stop()
-    w.flush()
+    _merge_and_stop(c, w)
     merged = folder / read_manifest(tmp_path / "t").tables["psi_samples"].parts[0]
     out = pq.read_table(merged)
     assert out.num_rows == 3 * rows
